@@ -1,0 +1,106 @@
+//! Tandem's configuration.
+//!
+//! A config document has two parts (see `docs/config.md`):
+//! - `node`: belongs to one box and never crosses the sync link (name, management address);
+//! - `shared`: the same on both boxes and replicated (services, pools, certificates, …).
+//!
+//! Text is parsed with serde-saphyr, then validated as a whole; every problem is reported with
+//! its file, line, column, path in the document and a hint ([`Diagnostics`]). Committed
+//! versions of the shared part live in the [`store::Store`].
+
+#![forbid(unsafe_code)]
+
+mod certificate;
+mod diagnostic;
+mod load;
+mod node;
+mod pool;
+mod service;
+mod source_map;
+pub mod store;
+mod units;
+mod validate;
+
+pub use certificate::Certificate;
+pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
+pub use load::{load_file, parse, parse_shared_document};
+pub use node::{Management, MetricsAccess, NodeConfig};
+pub use pool::{
+    AdminState, Algorithm, CheckKind, HealthCheck, HttpCheck, Pool, Server, TcpCheck, TlsCheck,
+    UpstreamTls,
+};
+pub use service::{
+    CookiePersistence, HeaderMatch, Limits, PerSourceLimits, Persistence, Protocol, ProxyProtocol,
+    RedirectToHttps, Route, Service, ServiceTls, SourcePersistence, TlsVersion, UdpSettings,
+};
+pub use units::{ByteSize, Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The schema this firmware writes. It reads this one and the one before (N and N-1), so a
+/// pair can be upgraded one box at a time.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole config file: both parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub schema: u32,
+    pub node: NodeConfig,
+    pub shared: SharedConfig,
+}
+
+/// The part of the config both boxes share and sync replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedConfig {
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub pools: Vec<Pool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+}
+
+impl SharedConfig {
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn certificate(&self, name: &str) -> Option<&Certificate> {
+        self.certificates.iter().find(|c| c.name == name)
+    }
+
+    /// Checks the shared part on its own (as the console does for an edit). Paths in the
+    /// diagnostics start with `shared.`; positions are unknown (0) as there is no text.
+    pub fn validate(&self) -> Result<(), Diagnostics> {
+        let items = validate::shared(self, &source_map::SourceMap::empty());
+        if items.is_empty() {
+            Ok(())
+        } else {
+            Err(Diagnostics { file: None, items })
+        }
+    }
+
+    /// The canonical text of this shared config (as stored and hashed).
+    pub fn to_canonical_yaml(&self) -> String {
+        let doc = SharedDocument {
+            schema: SCHEMA_VERSION,
+            shared: self.clone(),
+        };
+        // Serializing plain data structures into a String cannot fail.
+        serde_saphyr::to_string(&doc).expect("shared config serializes")
+    }
+}
+
+/// The shared part on its own, as the store keeps it and sync sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedDocument {
+    pub schema: u32,
+    pub shared: SharedConfig,
+}

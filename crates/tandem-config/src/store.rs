@@ -1,0 +1,467 @@
+//! The versioned store of the shared config: the truth about what runs. Each committed version
+//! has an identity `(epoch, n, hash)` and who/when/why; the YAML file an operator edits is an
+//! input to it, not the store itself.
+//!
+//! Layout under `<state-dir>/config/`:
+//! - `versions/<epoch>-<n>.yaml`: the canonical shared document of a version;
+//! - `versions/<epoch>-<n>.json`: its [`VersionMeta`];
+//! - `current`: the id of the version that runs;
+//! - `last-import.json`: the hash last imported from each config file, so that a restart does
+//!   not re-import an unchanged file over edits made in the console.
+//!
+//! Every file is written atomically (temp file, fsync, rename, fsync of the directory), so a
+//! power cut leaves either the old or the new version, never half of one.
+
+use crate::{SharedConfig, SharedDocument, parse_shared_document};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many versions are kept for history and rollback.
+pub const DEFAULT_KEEP: usize = 100;
+
+/// The identity of a committed version. Versions are ordered by `(epoch, n)`; the epoch grows
+/// when the pair's writer changes, `n` with every commit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VersionId {
+    pub epoch: u64,
+    pub n: u64,
+    /// Hex SHA-256 of the canonical shared document.
+    pub hash: String,
+}
+
+impl VersionId {
+    fn file_stem(&self) -> String {
+        format!("{:010}-{:010}", self.epoch, self.n)
+    }
+}
+
+impl fmt::Display for VersionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}-{}",
+            self.epoch,
+            self.n,
+            &self.hash[..self.hash.len().min(8)]
+        )
+    }
+}
+
+/// Who committed a version, when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub id: VersionId,
+    /// The version this one was made from (None for the first).
+    pub parent: Option<VersionId>,
+    /// Seconds since the Unix epoch, by the committing box's clock.
+    pub committed_at: u64,
+    /// A user name, `tandemctl`, `startup`, or the peer's name for replicated versions.
+    pub author: String,
+    /// Free text: "apply lb.yaml", "drain web/web1", "rollback to 1.4".
+    pub reason: String,
+    /// The box that committed it.
+    pub node: String,
+}
+
+/// A version with its content.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub meta: VersionMeta,
+    pub shared: SharedConfig,
+    /// The canonical text, exactly as hashed.
+    pub text: String,
+}
+
+/// Who commits and why; the store fills in the identity and time.
+#[derive(Clone, Debug)]
+pub struct CommitInfo {
+    pub author: String,
+    pub reason: String,
+    pub node: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("config store {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("config store {}: version is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no version {0} in the config store")]
+    NotFound(String),
+}
+
+pub struct Store {
+    dir: PathBuf,
+    keep: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let dir = state_dir.join("config");
+        let versions = dir.join("versions");
+        fs::create_dir_all(&versions).map_err(|source| StoreError::Io {
+            path: versions.clone(),
+            source,
+        })?;
+        Ok(Store {
+            dir,
+            keep: DEFAULT_KEEP,
+        })
+    }
+
+    pub fn with_keep(mut self, keep: usize) -> Store {
+        self.keep = keep.max(1);
+        self
+    }
+
+    /// The version that runs, if any was ever committed.
+    pub fn current(&self) -> Result<Option<Version>, StoreError> {
+        let path = self.dir.join("current");
+        let stem = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        self.read(&stem).map(Some)
+    }
+
+    /// Commits `shared` as the next version on top of the current one and makes it current.
+    /// Committing content identical to the current version is a no-op returning it.
+    pub fn commit(&self, shared: &SharedConfig, info: CommitInfo) -> Result<Version, StoreError> {
+        let current = self.current()?;
+        let text = shared.to_canonical_yaml();
+        let hash = hash_hex(&text);
+        if let Some(cur) = &current
+            && cur.meta.id.hash == hash
+        {
+            return Ok(cur.clone());
+        }
+        let (epoch, n) = current
+            .as_ref()
+            .map(|c| (c.meta.id.epoch, c.meta.id.n + 1))
+            .unwrap_or((1, 1));
+        let meta = VersionMeta {
+            id: VersionId { epoch, n, hash },
+            parent: current.map(|c| c.meta.id),
+            committed_at: unix_now(),
+            author: info.author,
+            reason: info.reason,
+            node: info.node,
+        };
+        self.put(&meta, &text)?;
+        self.set_current(&meta.id)?;
+        self.prune()?;
+        Ok(Version {
+            meta,
+            shared: shared.clone(),
+            text,
+        })
+    }
+
+    /// Stores a version made elsewhere (replicated from the peer) exactly as it came, after
+    /// checking that its text matches its hash and parses. Does not change `current`.
+    pub fn put_replicated(&self, meta: &VersionMeta, text: &str) -> Result<Version, StoreError> {
+        let path = self
+            .versions_dir()
+            .join(format!("{}.yaml", meta.id.file_stem()));
+        let version = decode_version(meta.clone(), text, &path)?;
+        self.put(meta, text)?;
+        Ok(version)
+    }
+
+    /// Makes a stored version the current one.
+    pub fn set_current(&self, id: &VersionId) -> Result<(), StoreError> {
+        let stem = id.file_stem();
+        if !self.versions_dir().join(format!("{stem}.json")).exists() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.write(&self.dir.join("current"), stem.as_bytes())
+    }
+
+    /// All stored versions, oldest first.
+    pub fn list(&self) -> Result<Vec<VersionMeta>, StoreError> {
+        let dir = self.versions_dir();
+        let entries = fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut metas = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                metas.push(read_meta(&path)?);
+            }
+        }
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(metas)
+    }
+
+    /// A stored version by `(epoch, n)`.
+    pub fn get(&self, epoch: u64, n: u64) -> Result<Version, StoreError> {
+        self.read(&format!("{epoch:010}-{n:010}"))
+    }
+
+    /// The hash last imported from the config file at `path`, if any.
+    pub fn last_import(&self, path: &Path) -> Result<Option<String>, StoreError> {
+        Ok(self.imports()?.remove(&path.display().to_string()))
+    }
+
+    /// Records that the config file at `path` with shared content `hash` was imported.
+    pub fn record_import(&self, path: &Path, hash: &str) -> Result<(), StoreError> {
+        let mut imports = self.imports()?;
+        imports.insert(path.display().to_string(), hash.to_owned());
+        let json = serde_json::to_vec_pretty(&imports).expect("a map of strings serializes");
+        self.write(&self.dir.join("last-import.json"), &json)
+    }
+
+    fn imports(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let path = self.dir.join("last-import.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn versions_dir(&self) -> PathBuf {
+        self.dir.join("versions")
+    }
+
+    fn put(&self, meta: &VersionMeta, text: &str) -> Result<(), StoreError> {
+        let stem = meta.id.file_stem();
+        let dir = self.versions_dir();
+        // Content first, then its meta: a version is listed only once both are on disk.
+        self.write(&dir.join(format!("{stem}.yaml")), text.as_bytes())?;
+        let json = serde_json::to_vec_pretty(meta).expect("version meta serializes");
+        self.write(&dir.join(format!("{stem}.json")), &json)
+    }
+
+    fn read(&self, stem: &str) -> Result<Version, StoreError> {
+        let dir = self.versions_dir();
+        let meta_path = dir.join(format!("{stem}.json"));
+        if !meta_path.exists() {
+            return Err(StoreError::NotFound(stem.to_owned()));
+        }
+        let meta = read_meta(&meta_path)?;
+        let path = dir.join(format!("{stem}.yaml"));
+        let text = fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        decode_version(meta, &text, &path)
+    }
+
+    fn prune(&self) -> Result<(), StoreError> {
+        let metas = self.list()?;
+        let current = fs::read_to_string(self.dir.join("current")).unwrap_or_default();
+        let excess = metas.len().saturating_sub(self.keep);
+        for meta in metas.iter().take(excess) {
+            let stem = meta.id.file_stem();
+            if stem == current.trim() {
+                continue;
+            }
+            for ext in ["json", "yaml"] {
+                let path = self.versions_dir().join(format!("{stem}.{ext}"));
+                fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(path, bytes).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+fn read_meta(path: &Path) -> Result<VersionMeta, StoreError> {
+    let bytes = fs::read(path).map_err(|source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode_version(meta: VersionMeta, text: &str, path: &Path) -> Result<Version, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    if hash_hex(text) != meta.id.hash {
+        return Err(corrupt("content does not match its hash".to_owned()));
+    }
+    let SharedDocument { shared, .. } =
+        parse_shared_document(text).map_err(|d| corrupt(d.to_string()))?;
+    Ok(Version {
+        meta,
+        shared,
+        text: text.to_owned(),
+    })
+}
+
+/// Hex SHA-256, the hash of a version's canonical text.
+pub fn hash_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves either the old or the new
+/// content: write a temp file beside it, fsync it, rename it over, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, Pool};
+
+    fn info(reason: &str) -> CommitInfo {
+        CommitInfo {
+            author: "test".into(),
+            reason: reason.into(),
+            node: "lb-a".into(),
+        }
+    }
+
+    fn shared_with_pool(name: &str) -> SharedConfig {
+        SharedConfig {
+            pools: vec![Pool {
+                name: name.into(),
+                algorithm: Algorithm::RoundRobin,
+                servers: vec![],
+                health_check: None,
+                tls: None,
+                connect_timeout: crate::Duration::from_secs(3),
+                response_timeout: crate::Duration::from_secs(60),
+            }],
+            ..SharedConfig::default()
+        }
+    }
+
+    #[test]
+    fn commits_number_versions_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.current().unwrap().is_none());
+        let v1 = store.commit(&shared_with_pool("a"), info("first")).unwrap();
+        let v2 = store
+            .commit(&shared_with_pool("b"), info("second"))
+            .unwrap();
+        assert_eq!((v1.meta.id.epoch, v1.meta.id.n), (1, 1));
+        assert_eq!((v2.meta.id.epoch, v2.meta.id.n), (1, 2));
+        assert_eq!(v2.meta.parent.as_ref(), Some(&v1.meta.id));
+
+        let reopened = Store::open(dir.path()).unwrap();
+        let cur = reopened.current().unwrap().unwrap();
+        assert_eq!(cur.meta.id, v2.meta.id);
+        assert_eq!(cur.shared.pools[0].name, "b");
+        assert_eq!(reopened.list().unwrap().len(), 2);
+        assert_eq!(reopened.get(1, 1).unwrap().shared.pools[0].name, "a");
+    }
+
+    #[test]
+    fn committing_identical_content_makes_no_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.commit(&shared_with_pool("a"), info("x")).unwrap();
+        let again = store.commit(&shared_with_pool("a"), info("y")).unwrap();
+        assert_eq!(again.meta.id.n, 1);
+        assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_tampered_version_is_reported_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let v = store.commit(&shared_with_pool("a"), info("x")).unwrap();
+        let file = dir
+            .path()
+            .join("config/versions")
+            .join(format!("{}.yaml", v.meta.id.file_stem()));
+        fs::write(&file, v.text.replace("name: a", "name: z")).unwrap();
+        assert!(matches!(store.current(), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn old_versions_are_pruned_but_current_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().with_keep(3);
+        for i in 0..6 {
+            store
+                .commit(&shared_with_pool(&format!("p{i}")), info("x"))
+                .unwrap();
+        }
+        let ns: Vec<u64> = store.list().unwrap().iter().map(|m| m.id.n).collect();
+        assert_eq!(ns, vec![4, 5, 6]);
+        // Rolling back to an old version and committing more never prunes the current one.
+        store
+            .set_current(&store.get(1, 4).unwrap().meta.id)
+            .unwrap();
+        assert_eq!(store.current().unwrap().unwrap().meta.id.n, 4);
+    }
+
+    #[test]
+    fn imports_are_remembered_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let file = Path::new("/etc/tandem/lb.yaml");
+        assert_eq!(store.last_import(file).unwrap(), None);
+        store.record_import(file, "abc").unwrap();
+        assert_eq!(store.last_import(file).unwrap().as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

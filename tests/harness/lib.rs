@@ -1,0 +1,1 @@
+//! The lab harness: network namespaces, real daemons, real clients and servers.
