@@ -2,12 +2,12 @@
 //! each also carrying its path in the document (`shared.services[2].pool`) so the console and
 //! the API can show it next to the field without a file.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 
 /// One problem found in a config document.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     /// Where in the document, e.g. `shared.services[2].pool`; empty for the whole document.
     pub path: String,
@@ -22,7 +22,7 @@ pub struct Diagnostic {
 }
 
 /// Every problem found in one document, with the file it came from (if any).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub struct Diagnostics {
     pub file: Option<PathBuf>,
     pub items: Vec<Diagnostic>,

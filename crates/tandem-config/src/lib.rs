@@ -20,10 +20,11 @@ mod source_map;
 pub mod store;
 mod units;
 mod validate;
+mod vrrp;
 
 pub use certificate::Certificate;
 pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
-pub use load::{load_file, parse, parse_shared_document};
+pub use load::{Document, load_file, parse, parse_document, parse_shared_document};
 pub use node::{Management, MetricsAccess, NodeConfig};
 pub use pool::{
     AdminState, Algorithm, CheckKind, HealthCheck, HttpCheck, Pool, Server, TcpCheck, TlsCheck,
@@ -34,6 +35,10 @@ pub use service::{
     RedirectToHttps, Route, Service, ServiceTls, SourcePersistence, TlsVersion, UdpSettings,
 };
 pub use units::{ByteSize, Duration};
+pub use vrrp::{
+    Announce, GatewayCheck, InterfaceTrack, Notify, OnDown, PoolTrack, ProbeMethod, RouterPlacement,
+    VirtualRouter, VrrpNode, VrrpShared,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +65,9 @@ pub struct SharedConfig {
     pub pools: Vec<Pool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<Certificate>,
+    /// The pair's virtual routers (VRRPv3).
+    #[serde(default, skip_serializing_if = "VrrpShared::is_empty")]
+    pub vrrp: VrrpShared,
 }
 
 impl SharedConfig {

@@ -3,7 +3,7 @@
 
 use crate::diagnostic::{Diagnostic, Diagnostics, LoadError};
 use crate::source_map::{DocPath, SourceMap};
-use crate::{Config, SCHEMA_VERSION, SharedDocument, validate};
+use crate::{Config, SCHEMA_VERSION, SharedConfig, SharedDocument, validate};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -28,12 +28,59 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<Config, Diagnostics> {
     let mut config: Config = typed(text).map_err(|d| fail(vec![d]))?;
     let map = SourceMap::new(text);
     let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
-    let mut items = inline_certificate_files(&mut config, base, &map);
+    let mut items = inline_certificate_files(&mut config.shared, base, &map);
     if items.is_empty() {
         items = validate::config(&config, &map);
     }
     if items.is_empty() {
         Ok(config)
+    } else {
+        Err(fail(items))
+    }
+}
+
+/// What an operator hands in: a whole config file, or only its shared part (`schema` +
+/// `shared`), which is all that `tandemctl apply` and the console commit.
+#[derive(Clone, Debug)]
+pub enum Document {
+    Full(Config),
+    Shared(SharedConfig),
+}
+
+impl Document {
+    pub fn shared(&self) -> &SharedConfig {
+        match self {
+            Document::Full(c) => &c.shared,
+            Document::Shared(s) => s,
+        }
+    }
+}
+
+/// Parses and validates either form of [`Document`], telling them apart by the `node` key.
+pub fn parse_document(text: &str, file: Option<&Path>) -> Result<Document, Diagnostics> {
+    #[derive(Deserialize)]
+    struct Probe {
+        node: Option<serde::de::IgnoredAny>,
+    }
+    let has_node = serde_saphyr::from_str::<Probe>(text)
+        .map(|p| p.node.is_some())
+        .unwrap_or(true);
+    if has_node {
+        return parse(text, file).map(Document::Full);
+    }
+    let fail = |items| Diagnostics {
+        file: file.map(Path::to_path_buf),
+        items,
+    };
+    let mut doc: SharedDocument = typed(text).map_err(|d| fail(vec![d]))?;
+    let map = SourceMap::new(text);
+    let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
+    let mut items = inline_certificate_files(&mut doc.shared, base, &map);
+    if items.is_empty() {
+        items = validate::shared(&doc.shared, &map);
+    }
+    if items.is_empty() {
+        Ok(Document::Shared(doc.shared))
     } else {
         Err(fail(items))
     }
@@ -161,10 +208,14 @@ fn hint_for(message: &str) -> &'static str {
         .unwrap_or("fix the YAML at this position (indentation, quotes, `key: value` form)")
 }
 
-fn inline_certificate_files(config: &mut Config, base: &Path, map: &SourceMap) -> Vec<Diagnostic> {
+fn inline_certificate_files(
+    shared: &mut SharedConfig,
+    base: &Path,
+    map: &SourceMap,
+) -> Vec<Diagnostic> {
     let mut items = Vec::new();
     let certs = DocPath::root().key("shared").key("certificates");
-    for (i, cert) in config.shared.certificates.iter_mut().enumerate() {
+    for (i, cert) in shared.certificates.iter_mut().enumerate() {
         let at = certs.index(i);
         for (file, pem, key) in [
             (cert.cert_file.take(), &mut cert.cert_pem, "cert_file"),

@@ -1,5 +1,6 @@
 //! The node part: settings that belong to one box and never cross the sync link.
 
+use crate::vrrp::VrrpNode;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -11,6 +12,9 @@ pub struct NodeConfig {
     /// This box's name, shown in the console, logs and the peer's status.
     pub name: String,
     pub management: Management,
+    /// Where and how this box runs the pair's virtual routers; none for a standalone box.
+    #[serde(default, skip_serializing_if = "VrrpNode::is_empty")]
+    pub vrrp: VrrpNode,
 }
 
 /// The management plane: one HTTPS listener for the console, the REST API and `/metrics`.

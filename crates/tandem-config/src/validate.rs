@@ -22,6 +22,8 @@ pub(crate) fn config(config: &Config, map: &SourceMap) -> Vec<Diagnostic> {
     c.node(config);
     c.shared(&config.shared);
     c.items
+        .extend(crate::vrrp::validate_node(config, c.map));
+    c.items
 }
 
 pub(crate) fn shared(shared: &SharedConfig, map: &SourceMap) -> Vec<Diagnostic> {
@@ -150,6 +152,8 @@ impl Checker<'_> {
         for (i, cert) in shared.certificates.iter().enumerate() {
             self.certificate(cert, &root.key("certificates").index(i));
         }
+        self.items
+            .extend(crate::vrrp::validate_shared(shared, self.map));
     }
 
     fn unique_names<'n>(
@@ -630,7 +634,7 @@ fn list<'a>(names: impl Iterator<Item = &'a &'a str>) -> String {
     names.join(", ")
 }
 
-fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

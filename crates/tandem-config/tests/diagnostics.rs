@@ -160,3 +160,17 @@ fn the_canonical_form_round_trips_through_the_shared_parser() {
     let doc = tandem_config::parse_shared_document(&text).unwrap();
     assert_eq!(doc.shared, c.shared);
 }
+
+#[test]
+fn a_shared_only_document_is_accepted_for_apply() {
+    let text = GOOD.replace("node:\n  name: lb-a\n  management:\n    listen: 127.0.0.1:9443\n", "");
+    let doc = tandem_config::parse_document(&text, None).unwrap();
+    assert!(matches!(doc, tandem_config::Document::Shared(_)));
+    assert_eq!(doc.shared().services.len(), 1);
+    let full = tandem_config::parse_document(GOOD, None).unwrap();
+    assert!(matches!(full, tandem_config::Document::Full(_)));
+    // Line numbers stay those of the text given.
+    let bad = text.replace("pool: web\n  pools", "pool: nope\n  pools");
+    let d = tandem_config::parse_document(&bad, None).unwrap_err();
+    assert_eq!(d.items[0].line, 7);
+}

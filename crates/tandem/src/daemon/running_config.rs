@@ -1,0 +1,214 @@
+//! What runs and how it changes. Every change of the shared config — `tandemctl apply`,
+//! SIGHUP, the console — goes through [`RunningConfig::apply`]: validate, swap into the
+//! dataplane, commit to the store. A refused change leaves everything as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tandem_config::store::{CommitInfo, Store, Version, VersionId, hash_hex};
+use tandem_config::{Config, Diagnostics, NodeConfig, SharedConfig};
+use tandem_dataplane::Dataplane;
+
+/// Why a change was refused. The running config is untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the config is invalid")]
+    Invalid(Diagnostics),
+    #[error("the dataplane cannot run it: {0}")]
+    Dataplane(String),
+    #[error("the config store failed: {0}")]
+    Store(String),
+}
+
+pub struct Applied {
+    pub version: VersionId,
+    pub changed: bool,
+    pub notes: Vec<String>,
+}
+
+pub struct RunningConfig {
+    store: Store,
+    node: NodeConfig,
+    config_file: PathBuf,
+    current: Version,
+    dataplane: Dataplane,
+}
+
+/// Where the shared config to start with comes from (see [`initial_shared`]).
+pub struct Startup {
+    pub version: Version,
+    /// Set when the config file was imported as a new version.
+    pub imported: bool,
+}
+
+/// Picks the shared config to start with: the store's current version, unless the config
+/// file's shared part changed since it was last imported (or nothing was ever committed), in
+/// which case the file is committed first. So edits made in the console survive a restart,
+/// and an operator who edits the file and restarts gets the file.
+pub fn initial_shared(store: &Store, file: &Path, config: &Config) -> anyhow::Result<Startup> {
+    let text = config.shared.to_canonical_yaml();
+    let hash = hash_hex(&text);
+    let last = store.last_import(file)?;
+    let current = match store.current() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the config store's current version cannot be read; starting from the config file");
+            None
+        }
+    };
+    if let Some(version) = current
+        && last.as_deref() == Some(hash.as_str())
+    {
+        return Ok(Startup {
+            version,
+            imported: false,
+        });
+    }
+    let version = store.commit(
+        &config.shared,
+        CommitInfo {
+            author: "startup".into(),
+            reason: format!("imported {}", file.display()),
+            node: config.node.name.clone(),
+        },
+    )?;
+    store.record_import(file, &hash)?;
+    Ok(Startup {
+        version,
+        imported: true,
+    })
+}
+
+impl RunningConfig {
+    pub fn new(
+        store: Store,
+        node: NodeConfig,
+        config_file: PathBuf,
+        current: Version,
+        dataplane: Dataplane,
+    ) -> Self {
+        RunningConfig {
+            store,
+            node,
+            config_file,
+            current,
+            dataplane,
+        }
+    }
+
+    pub fn current(&self) -> &Version {
+        &self.current
+    }
+
+    pub fn node(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+
+    /// Validates nothing itself: `shared` comes from a parser that did. Swaps it into the
+    /// dataplane, then commits it; if the commit fails the dataplane goes back to the old
+    /// config.
+    pub async fn apply(
+        &mut self,
+        shared: SharedConfig,
+        info: CommitInfo,
+    ) -> Result<Applied, Refusal> {
+        let text = shared.to_canonical_yaml();
+        if hash_hex(&text) == self.current.meta.id.hash {
+            return Ok(Applied {
+                version: self.current.meta.id.clone(),
+                changed: false,
+                notes: Vec::new(),
+            });
+        }
+        let shared = Arc::new(shared);
+        let report = self
+            .dataplane
+            .apply(shared.clone())
+            .await
+            .map_err(|e| Refusal::Dataplane(e.to_string()))?;
+        match self.store.commit(&shared, info) {
+            Ok(version) => {
+                tracing::info!(version = %version.meta.id, author = %version.meta.author, reason = %version.meta.reason, "config version committed and running");
+                self.current = version;
+                Ok(Applied {
+                    version: self.current.meta.id.clone(),
+                    changed: true,
+                    notes: describe(&report),
+                })
+            }
+            Err(e) => {
+                let old = Arc::new(self.current.shared.clone());
+                if let Err(back) = self.dataplane.apply(old).await {
+                    tracing::error!(error = %back, "could not return the dataplane to the committed config after a failed commit");
+                }
+                Err(Refusal::Store(e.to_string()))
+            }
+        }
+    }
+
+    /// Re-reads the config file (SIGHUP, `tandemctl reload`): a changed shared part is
+    /// applied; node settings need a restart and are reported.
+    pub async fn reload_file(&mut self) -> Result<Applied, Refusal> {
+        let config = tandem_config::load_file(&self.config_file).map_err(|e| match e {
+            tandem_config::LoadError::Invalid(d) => Refusal::Invalid(d),
+            other => Refusal::Invalid(Diagnostics {
+                file: Some(self.config_file.clone()),
+                items: vec![tandem_config::Diagnostic {
+                    path: String::new(),
+                    line: 0,
+                    column: 0,
+                    message: other.to_string(),
+                    hint: "check the file".into(),
+                }],
+            }),
+        })?;
+        let hash = hash_hex(&config.shared.to_canonical_yaml());
+        let node_changed = config.node != self.node;
+        let info = CommitInfo {
+            author: "reload".into(),
+            reason: format!("reloaded {}", self.config_file.display()),
+            node: self.node.name.clone(),
+        };
+        let mut applied = self.apply(config.shared, info).await?;
+        self.store
+            .record_import(&self.config_file, &hash)
+            .map_err(|e| Refusal::Store(e.to_string()))?;
+        if node_changed {
+            applied.notes.push(
+                "the node part of the file changed; node settings take effect when tandemd restarts".into(),
+            );
+        }
+        Ok(applied)
+    }
+}
+
+/// What an apply changed, as lines for the operator.
+fn describe(report: &tandem_dataplane::ApplyReport) -> Vec<String> {
+    let listener = |l: &tandem_dataplane::ListenerInfo| {
+        format!("{} {} ({})", l.protocol.as_str(), l.address, l.service)
+    };
+    let mut notes: Vec<String> = report
+        .added
+        .iter()
+        .map(|l| format!("now listening on {}", listener(l)))
+        .collect();
+    notes.extend(report.removed.iter().map(|l| {
+        format!(
+            "stopped listening on {}; its connections finish",
+            listener(l)
+        )
+    }));
+    notes.extend(
+        report.health_reset.iter().map(|(pool, id)| {
+            format!("server {pool}/{id} changed address; its health starts over")
+        }),
+    );
+    notes
+}
