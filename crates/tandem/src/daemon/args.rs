@@ -23,6 +23,10 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
 
+    /// Threads of the dataplane's runtime (default: one per core).
+    #[arg(long, env = "TANDEM_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Log lines as JSON objects instead of text.
     #[arg(long)]
     pub log_json: bool,
