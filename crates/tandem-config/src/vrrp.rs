@@ -427,9 +427,7 @@ pub(crate) fn validate_shared(shared: &SharedConfig, map: &SourceMap) -> Vec<Dia
         }
         router_vips(&mut p, r, &at, &mut vip_owner);
         let ms = r.advert_interval.get().as_millis();
-        if !(10..=40_950).contains(&ms)
-            || r.advert_interval.get().as_nanos() % 10_000_000 != 0
-        {
+        if !(10..=40_950).contains(&ms) || r.advert_interval.get().as_nanos() % 10_000_000 != 0 {
             p.add(
                 &at.key("advert_interval"),
                 format!(
@@ -462,7 +460,11 @@ pub(crate) fn validate_shared(shared: &SharedConfig, map: &SourceMap) -> Vec<Dia
                 "rounds are usually sent back to back (`0s`) or a few ms apart",
             );
         }
-        p.delay(&an.key("repeat_after"), r.announce.repeat_after, "repeat delay");
+        p.delay(
+            &an.key("repeat_after"),
+            r.announce.repeat_after,
+            "repeat delay",
+        );
         let mut pools = HashSet::new();
         for (j, t) in r.track_pools.iter().enumerate() {
             let tp = at.key("track_pools").index(j);
@@ -673,8 +675,19 @@ pub(crate) fn validate_node(config: &Config, map: &SourceMap) -> Vec<Diagnostic>
                     "IPv6 adverts come from the sender's link-local address (RFC 5798 §5.1.2.1): give the peer's fe80:: address",
                 );
             } else if !peers.insert(*peer) {
-                p.add(&pp, format!("peer {peer} is listed twice"), "list each peer once");
+                p.add(
+                    &pp,
+                    format!("peer {peer} is listed twice"),
+                    "list each peer once",
+                );
             }
+        }
+        if pl.unicast && router.virtual_mac {
+            p.add(
+                &at.key("unicast"),
+                format!("router `{}` has a virtual MAC, which needs multicast adverts", pl.router),
+                "a virtual MAC moves with multicast adverts on one link; remove `unicast` or `virtual_mac`",
+            );
         }
         if pl.unicast && pl.peers.is_empty() {
             p.add(
@@ -731,11 +744,7 @@ pub(crate) fn validate_node(config: &Config, map: &SourceMap) -> Vec<Diagnostic>
                 );
             }
             if argv.iter().any(|a| a.contains('\0')) {
-                p.add(
-                    &at.key(key),
-                    "an argument contains a NUL byte",
-                    "remove it",
-                );
+                p.add(&at.key(key), "an argument contains a NUL byte", "remove it");
             }
         }
         let t = n.timeout.get();
@@ -805,4 +814,311 @@ fn gateway(p: &mut Problems<'_>, gw: &GatewayCheck, at: &DocPath) {
         }
     }
     p.weight(&at.key("on_down"), gw.on_down);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Diagnostics, parse};
+    use std::path::Path;
+
+    /// A pair box with one IPv4 and one IPv6 router.
+    const PAIR: &str = "\
+schema: 1
+node:
+  name: lb-a
+  management:
+    listen: 192.0.2.10:9443
+  vrrp:
+    routers:
+      - router: front
+        interface: eth1
+        priority: 150
+        peers: [10.0.0.3]
+      - router: front6
+        interface: eth1
+        priority: 150
+    track:
+      interfaces:
+        - { interface: eth2, on_down: { weight: 30 } }
+      gateway: { address: 10.0.0.1 }
+    notify:
+      active: [/usr/local/bin/notify, active]
+shared:
+  pools:
+    - name: web
+      servers:
+        - { id: web1, address: 10.0.1.11:8080 }
+  vrrp:
+    routers:
+      - name: front
+        vrid: 51
+        vips: [10.0.0.100/24, 10.0.0.101/24]
+        track_pools:
+          - { pool: web, on_down: { weight: 50 } }
+      - name: front6
+        vrid: 51
+        vips: [fe80::51/64, 2001:db8::100/64]
+        advert_interval: 20ms
+";
+
+    fn errors(text: &str) -> Diagnostics {
+        parse(text, Some(Path::new("lb.yaml"))).expect_err("the config should be refused")
+    }
+
+    fn has(d: &Diagnostics, path: &str, message: &str) -> bool {
+        d.items
+            .iter()
+            .any(|i| i.path == path && i.message.contains(message))
+    }
+
+    #[test]
+    fn a_pair_config_parses_with_the_documented_defaults() {
+        let c = parse(PAIR, None).unwrap();
+        let front = c.shared.vrrp.router("front").unwrap();
+        assert_eq!(front.advert_interval.get().as_millis(), 100);
+        assert!(front.preempt && front.accept_mode && front.sync_group && !front.virtual_mac);
+        assert!(front.preempt_delay.is_zero());
+        assert_eq!(front.announce, Announce::default());
+        assert_eq!(front.announce.count, 5);
+        assert_eq!(front.announce.repeat_after.get().as_secs(), 5);
+        assert_eq!(front.track_pools[0].on_down, OnDown::Weight(50));
+        let node = &c.node.vrrp;
+        assert_eq!(node.routers[0].priority, 150);
+        assert!(!node.routers[0].unicast);
+        assert_eq!(node.track.dataplane, OnDown::Fault);
+        assert_eq!(node.track.interfaces[0].on_down, OnDown::Weight(30));
+        let gw = node.track.gateway.as_ref().unwrap();
+        assert_eq!((gw.rise, gw.fall, gw.method), (2, 3, ProbeMethod::Icmp));
+        assert_eq!(gw.on_down, OnDown::Fault);
+        let notify = node.notify.as_ref().unwrap();
+        assert_eq!(notify.timeout.get().as_secs(), 10);
+    }
+
+    #[test]
+    fn the_shared_routers_round_trip_through_the_canonical_form() {
+        let c = parse(PAIR, None).unwrap();
+        let text = c.shared.to_canonical_yaml();
+        let doc = crate::parse_shared_document(&text).unwrap();
+        assert_eq!(doc.shared, c.shared);
+        // Defaults are not written out.
+        assert!(!text.contains("preempt"), "{text}");
+    }
+
+    #[test]
+    fn a_config_without_vrrp_keeps_its_canonical_form() {
+        // Stored versions are hashed: a box without VRRP must not gain a `vrrp` key.
+        let shared = SharedConfig::default();
+        assert!(!shared.to_canonical_yaml().contains("vrrp"));
+        let node: crate::NodeConfig =
+            serde_saphyr::from_str("name: a\nmanagement:\n  listen: 127.0.0.1:9443\n").unwrap();
+        let node = serde_saphyr::to_string(&node).unwrap();
+        assert!(!node.contains("vrrp"), "{node}");
+    }
+
+    #[test]
+    fn an_unknown_router_name_points_at_its_line_and_lists_the_known_ones() {
+        let d = errors(&PAIR.replace("      - router: front6\n", "      - router: frnt6\n"));
+        let item = d
+            .items
+            .iter()
+            .find(|i| i.path == "node.vrrp.routers[1].router")
+            .expect("unknown router reported");
+        assert_eq!((item.line, item.column), (12, 17));
+        assert!(item.message.contains("no router named `frnt6`"));
+        assert!(item.hint.contains("`front`") && item.hint.contains("`front6`"));
+        // And `front6` is now unplaced.
+        assert!(has(
+            &d,
+            "node.vrrp.routers",
+            "`front6` of `shared.vrrp` is not placed"
+        ));
+    }
+
+    #[test]
+    fn duplicate_vrids_per_interface_and_family_are_refused() {
+        // Same VRID 51 for IPv4 and IPv6 on eth1 is fine (PAIR); two IPv4 routers are not.
+        let text = PAIR.replace(
+            "vips: [fe80::51/64, 2001:db8::100/64]",
+            "vips: [10.0.0.200/24]",
+        );
+        let d = errors(&text);
+        assert!(has(
+            &d,
+            "node.vrrp.routers[1].router",
+            "both use VRID 51 for IPv4 on eth1"
+        ));
+        // On another interface it is fine.
+        let text = text.replace(
+            "      - router: front6\n        interface: eth1",
+            "      - router: front6\n        interface: eth3",
+        );
+        parse(&text, None).unwrap();
+    }
+
+    #[test]
+    fn mixed_families_and_a_missing_link_local_are_refused() {
+        let d = errors(&PAIR.replace(
+            "vips: [fe80::51/64, 2001:db8::100/64]",
+            "vips: [2001:db8::100/64, 10.0.0.7/24]",
+        ));
+        assert!(has(&d, "shared.vrrp.routers[1].vips[1]", "is IPv4, but"));
+        assert!(has(
+            &d,
+            "shared.vrrp.routers[1].vips[0]",
+            "not a link-local address"
+        ));
+    }
+
+    #[test]
+    fn advert_intervals_are_whole_centiseconds_from_10ms_to_40_95s() {
+        for bad in ["5ms", "15ms", "41s", "0s"] {
+            let d =
+                errors(&PAIR.replace("advert_interval: 20ms", &format!("advert_interval: {bad}")));
+            assert!(
+                has(
+                    &d,
+                    "shared.vrrp.routers[1].advert_interval",
+                    "whole centiseconds"
+                ),
+                "{bad}: {d}"
+            );
+        }
+        for good in ["10ms", "40950ms", "1s"] {
+            parse(
+                &PAIR.replace("advert_interval: 20ms", &format!("advert_interval: {good}")),
+                None,
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn priorities_0_and_255_are_refused_with_the_reason() {
+        let d = errors(&PAIR.replace(
+            "priority: 150\n        peers",
+            "priority: 255\n        peers",
+        ));
+        assert!(has(
+            &d,
+            "node.vrrp.routers[0].priority",
+            "owner of the VIPs"
+        ));
+        let d = errors(&PAIR.replace("priority: 150\n        peers", "priority: 0\n        peers"));
+        assert!(has(&d, "node.vrrp.routers[0].priority", "reserved"));
+    }
+
+    #[test]
+    fn peers_must_match_the_family_and_unicast_needs_them() {
+        let d = errors(&PAIR.replace("peers: [10.0.0.3]", "peers: [2001:db8::3]"));
+        assert!(has(
+            &d,
+            "node.vrrp.routers[0].peers[0]",
+            "is IPv6, but router `front` is IPv4"
+        ));
+        let d = errors(&PAIR.replace(
+            "      - router: front6\n        interface: eth1\n",
+            "      - router: front6\n        interface: eth1\n        unicast: true\n        peers: [2001:db8::3]\n",
+        ));
+        assert!(has(&d, "node.vrrp.routers[1].peers[0]", "not a link-local"));
+        let d = errors(&PAIR.replace("peers: [10.0.0.3]", "unicast: true"));
+        assert!(has(
+            &d,
+            "node.vrrp.routers[0].unicast",
+            "need at least one peer"
+        ));
+    }
+
+    #[test]
+    fn tracked_pools_must_exist_and_agree_within_the_sync_group() {
+        let d = errors(&PAIR.replace("- { pool: web, on_down", "- { pool: api, on_down"));
+        assert!(has(
+            &d,
+            "shared.vrrp.routers[0].track_pools[0].pool",
+            "no pool named `api`"
+        ));
+        let d = errors(&PAIR.replace(
+            "        advert_interval: 20ms\n",
+            "        advert_interval: 20ms\n        track_pools: [{ pool: web }]\n",
+        ));
+        assert!(has(
+            &d,
+            "shared.vrrp.routers[1].track_pools[0].on_down",
+            "tracked with another effect by router `front`"
+        ));
+    }
+
+    #[test]
+    fn weights_gateway_and_notify_are_checked() {
+        let d = errors(&PAIR.replace("{ weight: 30 }", "{ weight: 0 }"));
+        assert!(has(
+            &d,
+            "node.vrrp.track.interfaces[0].on_down.weight",
+            "outside 1..254"
+        ));
+        let d = errors(&PAIR.replace(
+            "gateway: { address: 10.0.0.1 }",
+            "gateway: { address: 10.0.0.1, method: arp, timeout: 2s }",
+        ));
+        assert!(has(
+            &d,
+            "node.vrrp.track.gateway",
+            "needs the gateway's `interface`"
+        ));
+        assert!(has(
+            &d,
+            "node.vrrp.track.gateway.timeout",
+            "longer than the interval"
+        ));
+        let d = errors(&PAIR.replace("[/usr/local/bin/notify, active]", "[notify, active]"));
+        assert!(has(
+            &d,
+            "node.vrrp.notify.active[0]",
+            "not an absolute path"
+        ));
+    }
+
+    #[test]
+    fn the_same_vip_in_two_routers_and_accept_mode_off_are_refused() {
+        let d = errors(
+            &PAIR
+                .replace(
+                    "10.0.0.101/24]",
+                    "10.0.0.101/24]\n        accept_mode: false",
+                )
+                .replace(
+                    "vips: [fe80::51/64, 2001:db8::100/64]",
+                    "vips: [fe80::51/64, 2001:db8::100/64, fe80::51/64]",
+                ),
+        );
+        assert!(has(
+            &d,
+            "shared.vrrp.routers[0].accept_mode",
+            "not supported"
+        ));
+        assert!(has(&d, "shared.vrrp.routers[1].vips[2]", "listed twice"));
+        let text = PAIR.replace(
+            "        advert_interval: 20ms\n",
+            "        advert_interval: 20ms\n      - name: other\n        vrid: 52\n        vips: [10.0.0.100/32]\n",
+        );
+        let d = errors(&text);
+        assert!(has(
+            &d,
+            "shared.vrrp.routers[2].vips[0]",
+            "also a VIP of router `front`"
+        ));
+    }
+
+    #[test]
+    fn a_shared_router_not_placed_on_the_box_is_refused() {
+        let d = errors(&PAIR.replace(
+            "      - router: front6\n        interface: eth1\n        priority: 150\n",
+            "",
+        ));
+        assert!(has(
+            &d,
+            "node.vrrp.routers",
+            "`front6` of `shared.vrrp` is not placed"
+        ));
+    }
 }
