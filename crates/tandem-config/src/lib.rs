@@ -18,6 +18,7 @@ mod pool;
 mod service;
 mod source_map;
 pub mod store;
+mod sync;
 mod units;
 mod validate;
 mod vrrp;
@@ -34,10 +35,11 @@ pub use service::{
     CookiePersistence, HeaderMatch, Limits, PerSourceLimits, Persistence, Protocol, ProxyProtocol,
     RedirectToHttps, Route, Service, ServiceTls, SourcePersistence, TlsVersion, UdpSettings,
 };
+pub use sync::{DEFAULT_SYNC_PORT, SyncNode, format_fingerprint, parse_fingerprint};
 pub use units::{ByteSize, Duration};
 pub use vrrp::{
-    Announce, GatewayCheck, InterfaceTrack, Notify, OnDown, PoolTrack, ProbeMethod, RouterPlacement,
-    VirtualRouter, VrrpNode, VrrpShared,
+    Announce, GatewayCheck, InterfaceTrack, Notify, OnDown, PoolTrack, ProbeMethod,
+    RouterPlacement, VirtualRouter, VrrpNode, VrrpShared,
 };
 
 use serde::{Deserialize, Serialize};

@@ -43,7 +43,7 @@ pub fn parse(text: &str, file: Option<&Path>) -> Result<Config, Diagnostics> {
 /// `shared`), which is all that `tandemctl apply` and the console commit.
 #[derive(Clone, Debug)]
 pub enum Document {
-    Full(Config),
+    Full(Box<Config>),
     Shared(SharedConfig),
 }
 
@@ -66,7 +66,7 @@ pub fn parse_document(text: &str, file: Option<&Path>) -> Result<Document, Diagn
         .map(|p| p.node.is_some())
         .unwrap_or(true);
     if has_node {
-        return parse(text, file).map(Document::Full);
+        return parse(text, file).map(|c| Document::Full(Box::new(c)));
     }
     let fail = |items| Diagnostics {
         file: file.map(Path::to_path_buf),

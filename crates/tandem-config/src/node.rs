@@ -1,5 +1,6 @@
 //! The node part: settings that belong to one box and never cross the sync link.
 
+use crate::sync::SyncNode;
 use crate::vrrp::VrrpNode;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,12 @@ pub struct NodeConfig {
     pub name: String,
     pub management: Management,
     /// Where and how this box runs the pair's virtual routers; none for a standalone box.
-    #[serde(default, skip_serializing_if = "VrrpNode::is_empty")]
-    pub vrrp: VrrpNode,
+    /// (Boxed: it is large and most boxes' is empty.)
+    #[serde(default, skip_serializing_if = "vrrp_is_empty")]
+    pub vrrp: Box<VrrpNode>,
+    /// The link to the other box of the pair (`docs/sync.md`); none for a standalone box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncNode>,
 }
 
 /// The management plane: one HTTPS listener for the console, the REST API and `/metrics`.
@@ -43,4 +48,8 @@ pub struct MetricsAccess {
     /// Hex SHA-256 of the scrape token (`printf %s TOKEN | sha256sum`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
+}
+
+fn vrrp_is_empty(vrrp: &VrrpNode) -> bool {
+    vrrp.is_empty()
 }

@@ -7,7 +7,11 @@
 //! - `versions/<epoch>-<n>.json`: its [`VersionMeta`];
 //! - `current`: the id of the version that runs;
 //! - `last-import.json`: the hash last imported from each config file, so that a restart does
-//!   not re-import an unchanged file over edits made in the console.
+//!   not re-import an unchanged file over edits made in the console;
+//! - `epoch`: the epoch this box commits in since it last became the pair's writer (absent on
+//!   a box that never did: commits then stay in the current version's epoch);
+//! - `branches/<name>/`: versions superseded after a partition ([`KeptBranch`]): each
+//!   version's `.yaml` and `.json`, and `branch.json` describing the branch.
 //!
 //! Every file is written atomically (temp file, fsync, rename, fsync of the directory), so a
 //! power cut leaves either the old or the new version, never half of one.
@@ -86,6 +90,23 @@ pub struct CommitInfo {
     pub node: String,
 }
 
+/// Versions committed while the pair was split, superseded when the active box's history won.
+/// They are kept (not lost) outside the history and flagged, so the console can show them and
+/// an operator can re-apply what is still wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptBranch {
+    /// Its directory under `branches/`: the first version's `<epoch>-<n>` and hash prefix.
+    pub name: String,
+    /// Oldest first.
+    pub versions: Vec<VersionMeta>,
+    /// The head of the history that won when the branch was kept.
+    pub superseded_by: VersionId,
+    /// The box whose history won.
+    pub winner: String,
+    /// Seconds since the Unix epoch, by this box's clock.
+    pub kept_at: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("config store {}: {source}", path.display())]
@@ -143,10 +164,13 @@ impl Store {
         {
             return Ok(cur.clone());
         }
+        // `n` counts commits along the history; the epoch is the one this box began when it
+        // last became the writer, if that is newer than the current version's.
+        let writer = self.writer_epoch()?;
         let (epoch, n) = current
             .as_ref()
-            .map(|c| (c.meta.id.epoch, c.meta.id.n + 1))
-            .unwrap_or((1, 1));
+            .map(|c| (c.meta.id.epoch.max(writer), c.meta.id.n + 1))
+            .unwrap_or((writer.max(1), 1));
         let meta = VersionMeta {
             id: VersionId { epoch, n, hash },
             parent: current.map(|c| c.meta.id),
@@ -157,7 +181,6 @@ impl Store {
         };
         self.put(&meta, &text)?;
         self.set_current(&meta.id)?;
-        self.prune()?;
         Ok(Version {
             meta,
             shared: shared.clone(),
@@ -176,13 +199,27 @@ impl Store {
         Ok(version)
     }
 
-    /// Makes a stored version the current one.
+    /// Makes a stored version the current one. The version it replaces, if it was kept on a
+    /// branch ([`Store::keep_branch`]), leaves the history now (its copy on the branch stays).
     pub fn set_current(&self, id: &VersionId) -> Result<(), StoreError> {
         let stem = id.file_stem();
-        if !self.versions_dir().join(format!("{stem}.json")).exists() {
+        let meta_path = self.versions_dir().join(format!("{stem}.json"));
+        if !meta_path.exists() || read_meta(&meta_path)?.id.hash != id.hash {
             return Err(StoreError::NotFound(id.to_string()));
         }
-        self.write(&self.dir.join("current"), stem.as_bytes())
+        let previous = fs::read_to_string(self.dir.join("current")).unwrap_or_default();
+        self.write(&self.dir.join("current"), stem.as_bytes())?;
+        let previous = previous.trim();
+        if !previous.is_empty() && previous != stem {
+            let path = self.versions_dir().join(format!("{previous}.json"));
+            if let Ok(meta) = read_meta(&path)
+                && self.is_kept(&meta.id)?
+            {
+                self.remove_version(previous)?;
+            }
+        }
+        // A passive box stores versions without committing: keep its history bounded too.
+        self.prune()
     }
 
     /// All stored versions, oldest first.
@@ -237,6 +274,177 @@ impl Store {
         }
     }
 
+    /// The epoch begun by [`Store::begin_epoch`] (0 if this box never began one).
+    pub fn writer_epoch(&self) -> Result<u64, StoreError> {
+        let path = self.dir.join("epoch");
+        match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse().map_err(|_| StoreError::Corrupt {
+                path,
+                reason: format!("`{}` is not an epoch number", s.trim()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Commits from now on are made in `epoch` (the pair's sync link calls this when the box
+    /// becomes the writer, with an epoch above every one it has seen). Never lowers it.
+    pub fn begin_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        if epoch > self.writer_epoch()? {
+            self.write(&self.dir.join("epoch"), epoch.to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The highest epoch this store has seen: of its versions, its kept branches and its own
+    /// writer epoch.
+    pub fn max_epoch(&self) -> Result<u64, StoreError> {
+        let mut max = self.writer_epoch()?;
+        for meta in self.list()? {
+            max = max.max(meta.id.epoch);
+        }
+        for branch in self.branches()? {
+            for meta in &branch.versions {
+                max = max.max(meta.id.epoch);
+            }
+        }
+        Ok(max)
+    }
+
+    /// Keeps `versions` (a branch that lost to the active box's history after a partition,
+    /// oldest first) under `branches/`, flagged, and takes them out of the history: each
+    /// leaves `versions/` now, except the current one, which leaves when another version
+    /// becomes current. Keeping the same branch again returns the branch already kept.
+    pub fn keep_branch(
+        &self,
+        versions: &[(VersionMeta, String)],
+        superseded_by: &VersionId,
+        winner: &str,
+    ) -> Result<KeptBranch, StoreError> {
+        let Some((first, _)) = versions.first() else {
+            return Err(StoreError::NotFound("a branch without versions".to_owned()));
+        };
+        for (meta, text) in versions {
+            let stem = meta.id.file_stem();
+            let path = self.dir.join("branches").join(format!("{stem}.yaml"));
+            decode_version(meta.clone(), text, &path)?;
+        }
+        let name = format!(
+            "{}-{}",
+            first.id.file_stem(),
+            &first.id.hash[..first.id.hash.len().min(8)]
+        );
+        let dir = self.dir.join("branches").join(&name);
+        let marker = dir.join("branch.json");
+        if let Ok(bytes) = fs::read(&marker)
+            && let Ok(kept) = serde_json::from_slice::<KeptBranch>(&bytes)
+        {
+            return Ok(kept);
+        }
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for (meta, text) in versions {
+            let stem = meta.id.file_stem();
+            self.write(&dir.join(format!("{stem}.yaml")), text.as_bytes())?;
+            let json = serde_json::to_vec_pretty(meta).expect("version meta serializes");
+            self.write(&dir.join(format!("{stem}.json")), &json)?;
+        }
+        let kept = KeptBranch {
+            name,
+            versions: versions.iter().map(|(m, _)| m.clone()).collect(),
+            superseded_by: superseded_by.clone(),
+            winner: winner.to_owned(),
+            kept_at: unix_now(),
+        };
+        // The marker last: a branch is listed only once all its versions are on disk.
+        let json = serde_json::to_vec_pretty(&kept).expect("a kept branch serializes");
+        self.write(&marker, &json)?;
+        let current = fs::read_to_string(self.dir.join("current")).unwrap_or_default();
+        for (meta, _) in versions {
+            let stem = meta.id.file_stem();
+            let path = self.versions_dir().join(format!("{stem}.json"));
+            if stem != current.trim()
+                && let Ok(stored) = read_meta(&path)
+                && stored.id == meta.id
+            {
+                self.remove_version(&stem)?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The kept branches, oldest first.
+    pub fn branches(&self) -> Result<Vec<KeptBranch>, StoreError> {
+        let dir = self.dir.join("branches");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path: dir, source }),
+        };
+        let mut branches = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path().join("branch.json");
+            match fs::read(&path) {
+                Ok(bytes) => {
+                    branches.push(serde_json::from_slice::<KeptBranch>(&bytes).map_err(|e| {
+                        StoreError::Corrupt {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?)
+                }
+                // Not complete yet (or not a branch): not listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        branches.sort_by(|a, b| (a.kept_at, &a.name).cmp(&(b.kept_at, &b.name)));
+        Ok(branches)
+    }
+
+    /// A version of a kept branch, by the branch's name and the version's `(epoch, n)`.
+    pub fn branch_version(&self, branch: &str, epoch: u64, n: u64) -> Result<Version, StoreError> {
+        let dir = self.dir.join("branches").join(branch);
+        let stem = format!("{epoch:010}-{n:010}");
+        let meta_path = dir.join(format!("{stem}.json"));
+        if branch.contains('/') || !meta_path.exists() {
+            return Err(StoreError::NotFound(format!("{branch}/{epoch}.{n}")));
+        }
+        let meta = read_meta(&meta_path)?;
+        let path = dir.join(format!("{stem}.yaml"));
+        let text = fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        decode_version(meta, &text, &path)
+    }
+
+    fn is_kept(&self, id: &VersionId) -> Result<bool, StoreError> {
+        Ok(self
+            .branches()?
+            .iter()
+            .any(|b| b.versions.iter().any(|m| m.id == *id)))
+    }
+
+    fn remove_version(&self, stem: &str) -> Result<(), StoreError> {
+        for ext in ["json", "yaml"] {
+            let path = self.versions_dir().join(format!("{stem}.{ext}"));
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(StoreError::Io { path, source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn versions_dir(&self) -> PathBuf {
         self.dir.join("versions")
     }
@@ -274,10 +482,7 @@ impl Store {
             if stem == current.trim() {
                 continue;
             }
-            for ext in ["json", "yaml"] {
-                let path = self.versions_dir().join(format!("{stem}.{ext}"));
-                fs::remove_file(&path).map_err(|source| StoreError::Io { path, source })?;
-            }
+            self.remove_version(&stem)?;
         }
         Ok(())
     }
@@ -453,6 +658,103 @@ mod tests {
         assert_eq!(store.last_import(file).unwrap(), None);
         store.record_import(file, "abc").unwrap();
         assert_eq!(store.last_import(file).unwrap().as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_begun_epoch_numbers_the_next_commits_and_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.commit(&shared_with_pool("a"), info("x")).unwrap();
+        assert_eq!(store.max_epoch().unwrap(), 1);
+        store.begin_epoch(4).unwrap();
+        store.begin_epoch(2).unwrap();
+        assert_eq!(store.writer_epoch().unwrap(), 4);
+        let v = store.commit(&shared_with_pool("b"), info("y")).unwrap();
+        assert_eq!((v.meta.id.epoch, v.meta.id.n), (4, 2), "n keeps counting");
+        assert_eq!(store.max_epoch().unwrap(), 4);
+
+        let fresh = tempfile::tempdir().unwrap();
+        let store = Store::open(fresh.path()).unwrap();
+        store.begin_epoch(3).unwrap();
+        let v = store.commit(&shared_with_pool("a"), info("x")).unwrap();
+        assert_eq!((v.meta.id.epoch, v.meta.id.n), (3, 1));
+    }
+
+    /// After a partition, a box whose versions lost keeps them on a branch, takes the winner's
+    /// versions (even where their `(epoch, n)` collide with its own) and runs the winner.
+    #[test]
+    fn a_losing_branch_is_kept_flagged_and_leaves_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let winner_dir = tempfile::tempdir().unwrap();
+        let loser = Store::open(dir.path()).unwrap();
+        let winner = Store::open(winner_dir.path()).unwrap();
+        let base = winner.commit(&shared_with_pool("base"), info("x")).unwrap();
+        loser.put_replicated(&base.meta, &base.text).unwrap();
+        loser.set_current(&base.meta.id).unwrap();
+        // Split: both commit two versions in the same epoch (the worst case: same stems).
+        let w1 = winner.commit(&shared_with_pool("w1"), info("x")).unwrap();
+        let w2 = winner.commit(&shared_with_pool("w2"), info("x")).unwrap();
+        let l1 = loser.commit(&shared_with_pool("l1"), info("x")).unwrap();
+        let l2 = loser.commit(&shared_with_pool("l2"), info("x")).unwrap();
+        assert_eq!(l1.meta.id.n, w1.meta.id.n);
+
+        let branch = vec![
+            (l1.meta.clone(), l1.text.clone()),
+            (l2.meta.clone(), l2.text.clone()),
+        ];
+        let kept = loser.keep_branch(&branch, &w2.meta.id, "lb-a").unwrap();
+        assert_eq!(kept.versions.len(), 2);
+        assert_eq!(kept.winner, "lb-a");
+        // Idempotent: keeping it again changes nothing.
+        assert_eq!(
+            loser.keep_branch(&branch, &w2.meta.id, "lb-a").unwrap(),
+            kept
+        );
+        // l1 left the history; l2 still runs until the winner does.
+        let ids: Vec<_> = loser.list().unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![base.meta.id.clone(), l2.meta.id.clone()]);
+
+        for v in [&w1, &w2] {
+            loser.put_replicated(&v.meta, &v.text).unwrap();
+        }
+        loser.set_current(&w2.meta.id).unwrap();
+        assert_eq!(loser.current().unwrap().unwrap().meta.id, w2.meta.id);
+        let ids: Vec<_> = loser.list().unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            vec![base.meta.id.clone(), w1.meta.id.clone(), w2.meta.id.clone()]
+        );
+
+        // The branch is listed, complete, and its content readable.
+        let branches = loser.branches().unwrap();
+        assert_eq!(branches, vec![kept.clone()]);
+        let back = loser
+            .branch_version(&kept.name, l2.meta.id.epoch, l2.meta.id.n)
+            .unwrap();
+        assert_eq!(back.shared.pools[0].name, "l2");
+        assert_eq!(loser.max_epoch().unwrap(), 1);
+        // A reopened store still sees it.
+        assert_eq!(
+            Store::open(dir.path()).unwrap().branches().unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn set_current_refuses_an_id_whose_content_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let v = store.commit(&shared_with_pool("a"), info("x")).unwrap();
+        let mut other = v.meta.id.clone();
+        other.hash = "00".repeat(32);
+        assert!(matches!(
+            store.set_current(&other),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.keep_branch(&[(v.meta.clone(), "tampered".into())], &v.meta.id, "x"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

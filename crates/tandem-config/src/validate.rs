@@ -21,8 +21,8 @@ pub(crate) fn config(config: &Config, map: &SourceMap) -> Vec<Diagnostic> {
     };
     c.node(config);
     c.shared(&config.shared);
-    c.items
-        .extend(crate::vrrp::validate_node(config, c.map));
+    c.items.extend(crate::vrrp::validate_node(config, c.map));
+    c.items.extend(crate::sync::validate_node(config, c.map));
     c.items
 }
 

@@ -163,7 +163,10 @@ fn the_canonical_form_round_trips_through_the_shared_parser() {
 
 #[test]
 fn a_shared_only_document_is_accepted_for_apply() {
-    let text = GOOD.replace("node:\n  name: lb-a\n  management:\n    listen: 127.0.0.1:9443\n", "");
+    let text = GOOD.replace(
+        "node:\n  name: lb-a\n  management:\n    listen: 127.0.0.1:9443\n",
+        "",
+    );
     let doc = tandem_config::parse_document(&text, None).unwrap();
     assert!(matches!(doc, tandem_config::Document::Shared(_)));
     assert_eq!(doc.shared().services.len(), 1);
