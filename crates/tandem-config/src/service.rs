@@ -110,7 +110,7 @@ pub struct RedirectToHttps {
     pub status: u16,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceTls {
     /// Names from `shared.certificates`. The client's SNI picks the certificate whose names
@@ -124,6 +124,17 @@ pub struct ServiceTls {
     /// Offer HTTP/2 by ALPN (default on).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub http2: bool,
+}
+
+// Written out so that the default agrees with the YAML's: HTTP/2 on.
+impl Default for ServiceTls {
+    fn default() -> Self {
+        ServiceTls {
+            certificates: Vec::new(),
+            min_version: TlsVersion::default(),
+            http2: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -296,4 +307,16 @@ fn default_idle_timeout() -> Duration {
 }
 fn default_udp_idle_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tls_block_means_the_same_as_an_empty_one() {
+        let empty: ServiceTls = serde_saphyr::from_str("{}").unwrap();
+        assert_eq!(empty, ServiceTls::default());
+        assert!(empty.http2);
+    }
 }

@@ -50,6 +50,21 @@ pub fn render_prometheus(stats: &StatsSnapshot, out: &mut String) {
             "UDP flows evicted because the flow table was full.",
             |s| s.udp_flows_evicted,
         ),
+        (
+            "http_malformed",
+            "HTTP requests refused for their framing or syntax (400, 501, 505).",
+            |s| s.http_malformed,
+        ),
+        (
+            "http_header_timeouts",
+            "HTTP requests cut off by the header read timeout (408).",
+            |s| s.http_header_timeouts,
+        ),
+        (
+            "http_too_large",
+            "HTTP requests refused for their head (431, 414) or body (413) size.",
+            |s| s.http_too_large,
+        ),
     ] {
         family(
             out,
@@ -284,6 +299,9 @@ mod tests {
                 refused_request_rate: 0,
                 no_server: 0,
                 udp_flows_evicted: 0,
+                http_malformed: 0,
+                http_header_timeouts: 0,
+                http_too_large: 0,
             }],
             servers: vec![ServerStats {
                 pool: "web".into(),

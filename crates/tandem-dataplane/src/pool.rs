@@ -137,6 +137,8 @@ pub struct PoolRuntime {
     balancer: Balancer,
     /// TLS client settings towards the servers (re-encryption), when the pool has `tls`.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The HTTP engine's idle keep-alive connections to the servers, per server.
+    pub idle: crate::http::IdleConnections,
 }
 
 impl PoolRuntime {
@@ -149,6 +151,7 @@ impl PoolRuntime {
         let balancer = Balancer::new(config.algorithm, &ids);
         PoolRuntime {
             name: Arc::from(config.name.as_str()),
+            idle: crate::http::IdleConnections::new(servers.len()),
             config,
             servers,
             balancer,

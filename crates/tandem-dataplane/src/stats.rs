@@ -159,6 +159,12 @@ pub struct ServiceCounters {
     pub no_server: AtomicU64,
     /// UDP flows evicted because the flow table was full.
     pub udp_flows_evicted: AtomicU64,
+    /// HTTP requests refused for their framing or syntax (400, 501, 505), never forwarded.
+    pub http_malformed: AtomicU64,
+    /// HTTP requests cut off by the header read timeout (408, slow clients).
+    pub http_header_timeouts: AtomicU64,
+    /// HTTP requests refused for their size: head (431, 414) or body (413).
+    pub http_too_large: AtomicU64,
 }
 
 /// Per-server counters beyond traffic.
@@ -181,6 +187,9 @@ pub struct ServiceStats {
     pub refused_request_rate: u64,
     pub no_server: u64,
     pub udp_flows_evicted: u64,
+    pub http_malformed: u64,
+    pub http_header_timeouts: u64,
+    pub http_too_large: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -221,6 +230,9 @@ impl ServiceCounters {
             refused_request_rate: self.refused_request_rate.load(Relaxed),
             no_server: self.no_server.load(Relaxed),
             udp_flows_evicted: self.udp_flows_evicted.load(Relaxed),
+            http_malformed: self.http_malformed.load(Relaxed),
+            http_header_timeouts: self.http_header_timeouts.load(Relaxed),
+            http_too_large: self.http_too_large.load(Relaxed),
         }
     }
 }

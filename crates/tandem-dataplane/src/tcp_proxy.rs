@@ -98,14 +98,14 @@ pub(crate) async fn serve(
         let elapsed = started.elapsed();
         match &outcome {
             Outcome::Done { up, down } => {
-                tracing::info!(target: "tandem::access", service = %ctx.name,
+                tracing::info!(target: "access", service = %ctx.name,
                 client = %peer, server = %lease.id, bytes_in = up, bytes_out = down,
                 duration_ms = elapsed.as_millis() as u64, "tcp connection closed")
             }
-            Outcome::Idle(d) => tracing::info!(target: "tandem::access", service = %ctx.name,
+            Outcome::Idle(d) => tracing::info!(target: "access", service = %ctx.name,
                 client = %peer, server = %lease.id, duration_ms = elapsed.as_millis() as u64,
                 "tcp connection closed after {d:?} idle"),
-            Outcome::Error(e) => tracing::info!(target: "tandem::access", service = %ctx.name,
+            Outcome::Error(e) => tracing::info!(target: "access", service = %ctx.name,
                 client = %peer, server = %lease.id, duration_ms = elapsed.as_millis() as u64,
                 error = %e, "tcp connection ended by an error"),
         }

@@ -382,7 +382,8 @@ async fn source_persistence_pins_clients_and_follows_admin_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_https_checks_and_address_change_resets_health() {
-    // A TLS server to check: an HTTPS service of another dataplane (it answers 503 for now).
+    // A TLS server to check: an HTTPS service of another dataplane, whose server is not an
+    // HTTP server (so it answers 502).
     let web = Backend::tcp("web").await;
     let tls_port = free_port();
     let _tls_server = start(&format!(
@@ -413,7 +414,7 @@ pools:
     };
     let r = start(&yaml(
         "tls: { sni: localhost }",
-        "http: { tls: true, host: localhost, expect_status: [503, 503], body_contains: not built }",
+        "http: { tls: true, host: localhost, expect_status: [502, 502], body_contains: Bad Gateway }",
         plain.addr,
     ))
     .await;
@@ -441,7 +442,7 @@ pools:
         .await
         .is_some()
     );
-    // The HTTPS check now wants a 2xx: the 503 takes the server down.
+    // The HTTPS check now wants a 2xx: the 502 takes the server down.
     assert!(
         wait_for(Duration::from_secs(2), || health_of(&r.dp, "https", "a")
             == Health::Down)
