@@ -1,6 +1,7 @@
 //! `tandemctl`, the operator's command line. Local commands (`check`) need no daemon; the
 //! others talk to tandemd over its root-only control socket.
 
+mod remote;
 mod status_table;
 
 use crate::control::client;
@@ -16,6 +17,19 @@ pub struct Cli {
     /// The control socket of tandemd.
     #[arg(long, env = "TANDEM_SOCKET", default_value = crate::control::DEFAULT_SOCKET, global = true)]
     socket: PathBuf,
+    /// Talk to a box's REST API instead of the local socket, e.g. `https://192.0.2.10:9443`
+    /// (status, server, failover, versions).
+    #[arg(long, env = "TANDEM_API", global = true)]
+    api: Option<String>,
+    /// The API token (`Authorization: Bearer`), from the console's Users page.
+    #[arg(long, env = "TANDEM_API_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// The SHA-256 fingerprint of the management certificate, to pin it.
+    #[arg(long, env = "TANDEM_API_FINGERPRINT", global = true)]
+    api_fingerprint: Option<String>,
+    /// Do not check the management certificate at all.
+    #[arg(long, global = true)]
+    insecure: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +54,30 @@ enum Command {
     Versions,
     /// Re-read tandemd's own config file, as SIGHUP does.
     Reload,
+    /// Hand the VIPs over to the peer, make before break (run it on the active box); this box
+    /// then stays passive until the peer fails or hands them back.
+    Failover,
+    /// Enable, drain or disable a server (a config commit), e.g. `server drain web/web1`.
+    Server {
+        #[arg(value_parser = ["enable", "drain", "disable"])]
+        action: String,
+        /// POOL/SERVER-ID
+        server: String,
+    },
+    /// Read a password on standard input and print its argon2id hash (for `shared.users`).
+    HashPassword,
+    /// Firmware updates: status, verify, apply, confirm; build and sign (see docs/image.md).
+    #[command(subcommand)]
+    Firmware(crate::firmware::cli::Command),
+    /// Write one archive of logs, config versions (secrets removed), status and counters.
+    SupportBundle {
+        /// The archive to write; default /tmp/tandem-support-<time>.tar.gz.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The config partition.
+        #[arg(long, default_value = "/config")]
+        config_dir: PathBuf,
+    },
 }
 
 /// Runs the command line, writing to `out` and `err`; returns the process exit code.
@@ -54,6 +92,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
 }
 
 fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &cli.api {
+        return remote_command(&cli, url, out, err);
+    }
     match cli.command {
         Command::Check { files } => Ok(check(&files, out, err)?),
         Command::Apply { file } => {
@@ -81,7 +122,104 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         },
         Command::Versions => answer(client::call(&cli.socket, &Request::Versions)?, out, err),
         Command::Reload => answer(client::call(&cli.socket, &Request::Reload)?, out, err),
+        Command::Failover => match client::call(&cli.socket, &Request::Failover)? {
+            // Not `answer`: a refused handover changes no config.
+            Response::Refused { message, .. } => {
+                writeln!(err, "refused: {message}")?;
+                Ok(ExitCode::FAILURE)
+            }
+            other => answer(other, out, err),
+        },
+        Command::Server { .. } => anyhow::bail!(
+            "`server` goes through the REST API: give --api https://HOST:PORT and --token (or use the console)"
+        ),
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if let Err(e) = tandem_admin::secret::check_password_policy(password) {
+                anyhow::bail!("{e}");
+            }
+            writeln!(out, "{}", tandem_admin::secret::hash_password(password))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Firmware(cmd) => crate::firmware::cli::run(cmd, out, err),
+        Command::SupportBundle { output, config_dir } => {
+            crate::support_bundle::run(&cli.socket, &config_dir, output, out)
+        }
     }
+}
+
+fn remote_command(cli: &Cli, url: &str, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let token = cli
+        .token
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--api needs --token (or TANDEM_API_TOKEN)"))?;
+    let api = remote::Api::new(url, token, cli.api_fingerprint.as_deref(), cli.insecure)?;
+    let ok = match &cli.command {
+        Command::Status { json } => {
+            let (status, body) = api.call("GET", "/api/v1/status", None)?;
+            if status == 200 && !json {
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                writeln!(
+                    out,
+                    "{} is {}, config {}, {}",
+                    v["node"].as_str().unwrap_or("?"),
+                    v["role"].as_str().unwrap_or("?"),
+                    v["config"]["id"]["epoch"].as_u64().map(|e| format!("{e}.{}", v["config"]["id"]["n"])).unwrap_or_default(),
+                    if v["healthy"].as_bool() == Some(true) { "healthy" } else { "degraded" }
+                )?;
+                for r in v["routers"].as_array().into_iter().flatten() {
+                    writeln!(out, "  router {}: {} (VIPs held by {})", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""), r["holder"].as_str().unwrap_or(""))?;
+                }
+                let (s2, stats) = api.call("GET", "/api/v1/stats", None)?;
+                if s2 == 200 {
+                    let st: serde_json::Value = serde_json::from_str(&stats)?;
+                    for s in st["servers"].as_array().into_iter().flatten() {
+                        writeln!(
+                            out,
+                            "  server {}/{} {} admin={} health={} active={}",
+                            s["pool"].as_str().unwrap_or(""),
+                            s["id"].as_str().unwrap_or(""),
+                            s["address"].as_str().unwrap_or(""),
+                            s["admin"].as_str().unwrap_or(""),
+                            s["health"].as_str().unwrap_or("?"),
+                            s["traffic"]["active"]
+                        )?;
+                    }
+                }
+                true
+            } else {
+                remote::print_answer(status, &body, out, err)?
+            }
+        }
+        Command::Server { action, server } => {
+            let (pool, id) = server
+                .split_once('/')
+                .ok_or_else(|| anyhow::anyhow!("write the server as POOL/ID, e.g. web/web1"))?;
+            let state = match action.as_str() {
+                "enable" => "enabled",
+                "disable" => "disabled",
+                _ => "drain",
+            };
+            let (status, body) = api.call(
+                "PUT",
+                &format!("/api/v1/pools/{pool}/servers/{id}/state"),
+                Some(&serde_json::json!({ "state": state })),
+            )?;
+            remote::print_answer(status, &body, out, err)?
+        }
+        Command::Failover => {
+            let (status, body) = api.call("POST", "/api/v1/ha/failover", None)?;
+            remote::print_answer(status, &body, out, err)?
+        }
+        Command::Versions => {
+            let (status, body) = api.call("GET", "/api/v1/versions", None)?;
+            remote::print_answer(status, &body, out, err)?
+        }
+        _ => anyhow::bail!("this command works on the box only (without --api)"),
+    };
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn check(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -163,6 +301,10 @@ fn answer(
         }
         Response::Status(status) => {
             writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Done { message } => {
+            writeln!(out, "{message}")?;
             Ok(ExitCode::SUCCESS)
         }
         Response::Error { message } => {
