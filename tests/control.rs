@@ -227,7 +227,7 @@ fn a_config_that_does_not_validate_prevents_the_start_with_its_errors() {
 #[test]
 fn metrics_need_an_allowed_source_or_the_scrape_token() {
     let ns = Netns::new("ctl");
-    let d = Tandemd::start(&ns, CONFIG);
+    let _d = Tandemd::start(&ns, CONFIG);
     // From loopback (allowed) the counters come back.
     let out = ns.run("curl", &["-sk", "https://127.0.0.1:9443/metrics"]);
     let body = String::from_utf8_lossy(&out.stdout);

@@ -5,12 +5,20 @@
 //! namespace a test created, and every namespace and process is removed when its guard drops.
 //! A lab that cannot be built (not root, no `ip`) fails the test loudly; it never skips.
 
+pub mod addr_watch;
 pub mod bins;
+pub mod freezer;
 pub mod netns;
+pub mod pair;
+pub mod probe;
 pub mod process;
 pub mod tandemd;
 
+pub use addr_watch::{AddressWatch, Overlaps};
+pub use freezer::Frozen;
 pub use netns::{Netns, Switch};
+pub use pair::{PairLab, PairOptions};
+pub use probe::{ProbeReport, UdpProbe};
 pub use process::Proc;
 pub use tandemd::Tandemd;
 

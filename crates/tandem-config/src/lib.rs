@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod certificate;
 mod diagnostic;
 mod load;
@@ -20,9 +21,13 @@ mod source_map;
 pub mod store;
 mod sync;
 mod units;
+mod users;
 mod validate;
 mod vrrp;
 
+pub use alerts::{
+    ALERT_EVENTS, Alerts, HttpUrl, SyslogTarget, SyslogTransport, Webhook, parse_http_url,
+};
 pub use certificate::Certificate;
 pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use load::{Document, load_file, parse, parse_document, parse_shared_document};
@@ -37,6 +42,7 @@ pub use service::{
 };
 pub use sync::{DEFAULT_SYNC_PORT, SyncNode, format_fingerprint, parse_fingerprint};
 pub use units::{ByteSize, Duration};
+pub use users::{ApiToken, ConsoleSettings, Role, User, is_argon2id_phc};
 pub use vrrp::{
     Announce, GatewayCheck, InterfaceTrack, Notify, OnDown, PoolTrack, ProbeMethod,
     RouterPlacement, VirtualRouter, VrrpNode, VrrpShared,
@@ -70,6 +76,18 @@ pub struct SharedConfig {
     /// The pair's virtual routers (VRRPv3).
     #[serde(default, skip_serializing_if = "VrrpShared::is_empty")]
     pub vrrp: VrrpShared,
+    /// Console and API users (`users.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<User>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_tokens: Vec<ApiToken>,
+    /// Sessions and login backoff of the console. (Boxed, like `alerts`: most configs leave
+    /// them at their defaults, and the shared config stays small to move.)
+    #[serde(default, skip_serializing_if = "users::console_is_default")]
+    pub console: Box<ConsoleSettings>,
+    /// Remote syslog and webhooks (`alerts.rs`).
+    #[serde(default, skip_serializing_if = "alerts::alerts_is_default")]
+    pub alerts: Box<Alerts>,
 }
 
 impl SharedConfig {
@@ -104,6 +122,19 @@ impl SharedConfig {
         };
         // Serializing plain data structures into a String cannot fail.
         serde_saphyr::to_string(&doc).expect("shared config serializes")
+    }
+}
+
+impl Config {
+    /// Checks a whole config built in memory (as the console does before committing an
+    /// edit): the same checks as `tandemctl check`, positions unknown (0).
+    pub fn validate(&self) -> Result<(), Diagnostics> {
+        let items = validate::config(self, &source_map::SourceMap::empty());
+        if items.is_empty() {
+            Ok(())
+        } else {
+            Err(Diagnostics { file: None, items })
+        }
     }
 }
 

@@ -154,6 +154,10 @@ impl Checker<'_> {
         }
         self.items
             .extend(crate::vrrp::validate_shared(shared, self.map));
+        self.items
+            .extend(crate::users::validate_shared(shared, self.map));
+        self.items
+            .extend(crate::alerts::validate_shared(shared, self.map));
     }
 
     fn unique_names<'n>(

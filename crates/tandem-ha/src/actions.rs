@@ -20,6 +20,15 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
+/// How long a Master that heard its successor keeps the VIPs before removing them: a quarter
+/// of an advert interval, at most 20 ms. Long enough for the replies to requests it already
+/// forwarded (a LAN round trip to the servers) and for clients to process the successor's
+/// gratuitous ARP; short enough that the two boxes hold a VIP together for well under one
+/// advert interval.
+pub(crate) fn release_grace(advert_interval: std::time::Duration) -> std::time::Duration {
+    (advert_interval / 4).min(std::time::Duration::from_millis(20))
+}
+
 impl Instance {
     /// Carries out one action of member `mi` of group `gi`.
     pub(crate) async fn perform(&mut self, gi: usize, mi: usize, action: Action) {
@@ -29,6 +38,11 @@ impl Instance {
                 addresses,
                 accept_traffic,
             } => {
+                let rt = &mut self.groups[gi].routers[mi];
+                // Becoming Master again within the release grace: the VIPs simply stay.
+                if let Some(release) = rt.release.take() {
+                    release.abort();
+                }
                 let rt = &self.groups[gi].routers[mi];
                 if !accept_traffic {
                     // tandem-config refuses accept mode off; a hand-built config may not.
@@ -48,12 +62,34 @@ impl Instance {
                 if let Some(burst) = rt.burst.take() {
                     burst.abort();
                 }
-                let rt = &self.groups[gi].routers[mi];
-                for ip in addresses {
-                    let net = rt.config.vip_net(ip).unwrap_or_else(|| host_net(ip));
-                    if let Err(e) = self.netlink.remove_address(rt.link.ifindex, net).await {
-                        error!(router = %rt.config.name, vip = %net, error = %e, "cannot remove a VIP");
+                if let Some(previous) = rt.release.take() {
+                    previous.abort();
+                }
+                let nets: Vec<IpNet> = addresses
+                    .iter()
+                    .map(|ip| rt.config.vip_net(*ip).unwrap_or_else(|| host_net(*ip)))
+                    .collect();
+                let netlink = self.netlink.clone();
+                let (ifindex, name) = (rt.link.ifindex, rt.config.name.clone());
+                let remove = async move {
+                    for net in nets {
+                        if let Err(e) = netlink.remove_address(ifindex, net).await {
+                            error!(router = %name, vip = %net, error = %e, "cannot remove a VIP");
+                        }
                     }
+                };
+                if rt.release_grace {
+                    // Make before break, to the end (docs/vrrp.md): the new Master has the
+                    // VIPs and announced them, but requests this box already forwarded are
+                    // still being answered through it, and a client may not have processed
+                    // the new Master's gratuitous ARP yet.
+                    let grace = release_grace(rt.config.advert_interval);
+                    rt.release = Some(tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        remove.await;
+                    }));
+                } else {
+                    remove.await;
                 }
             }
             Action::SendGratuitous(addresses) => {
@@ -140,11 +176,35 @@ impl Instance {
             ) => Some(by),
             _ => None,
         };
+        rt.release_grace = change.to != State::Master
+            && matches!(
+                change.reason,
+                Reason::Preempted { .. }
+                    | Reason::SteppedDown {
+                        new_master: Some(_),
+                        ..
+                    }
+            );
         rt.last_transition = Some(Transition {
             from: change.from.into(),
             to: change.to.into(),
             reason: change.reason.to_string(),
             at: SystemTime::now(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_grace;
+    use std::time::Duration;
+
+    #[test]
+    fn the_release_grace_stays_well_under_one_advert_interval() {
+        let ms = Duration::from_millis;
+        assert_eq!(release_grace(ms(10)), Duration::from_micros(2500));
+        assert_eq!(release_grace(ms(20)), ms(5));
+        assert_eq!(release_grace(ms(100)), ms(20));
+        assert_eq!(release_grace(ms(1000)), ms(20));
     }
 }

@@ -64,6 +64,11 @@ pub(crate) struct RouterRt {
     pub last_transition: Option<Transition>,
     /// The running announcement burst, cancelled when the router lets go.
     pub burst: Option<JoinHandle<()>>,
+    /// The VIPs' removal, delayed by [`release_grace`] after a Master let go to another
+    /// Master it heard (actions.rs); cancelled if this router becomes Master again first.
+    pub release: Option<JoinHandle<()>>,
+    /// The last state change was a Master letting go to a Master it heard.
+    pub release_grace: bool,
     pub send_failing: bool,
 }
 
@@ -412,6 +417,10 @@ impl Instance {
             if let Some(burst) = router.burst.take() {
                 burst.abort();
             }
+            // A stopped box holds no VIP: let the release grace run out.
+            if let Some(release) = router.release.take() {
+                let _ = release.await;
+            }
             vmacs.extend(router.link.vmac.take());
         }
         // The last one created saw the parent's original sysctls: restore it last.
@@ -706,6 +715,8 @@ impl Instance {
             master: None,
             last_transition: None,
             burst: None,
+            release: None,
+            release_grace: false,
             send_failing: false,
         };
         Ok((vr, rt))

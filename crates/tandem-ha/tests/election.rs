@@ -18,7 +18,7 @@ fn the_higher_priority_wins_and_alone_owns_the_vip() {
     wait_role(&b, Role::Passive, Duration::from_secs(3), "B (100)");
     stays(&b, Role::Passive, Duration::from_millis(300), "B");
     assert!(lab.has_address(0, VIP), "the VIP is on A");
-    assert!(!lab.has_address(1, VIP), "and not on B");
+    assert!(lab.lacks_address(1, VIP), "and not on B");
 
     let sa = a.status();
     let ra = sa.router("front").unwrap();
@@ -120,7 +120,7 @@ fn a_graceful_stop_hands_over_at_once_and_makes_before_it_breaks() {
     eprintln!("graceful handover at 100 ms adverts: {handover:?}");
     stopping.join().unwrap().unwrap();
     assert!(
-        !lab.has_address(0, VIP),
+        lab.lacks_address(0, VIP),
         "A removed the VIP once B was heard"
     );
     assert!(lab.has_address(1, VIP));
@@ -138,7 +138,7 @@ fn preemption_on_takes_the_role_back_and_off_leaves_it() {
         if preempt {
             wait_role(&a, Role::Active, Duration::from_secs(3), "A preempting");
             wait_role(&b, Role::Passive, Duration::from_secs(1), "B preempted");
-            assert!(lab.has_address(0, VIP) && !lab.has_address(1, VIP));
+            assert!(lab.has_address(0, VIP) && lab.lacks_address(1, VIP));
         } else {
             stays(
                 &a,
@@ -147,7 +147,7 @@ fn preemption_on_takes_the_role_back_and_off_leaves_it() {
                 "A without preemption",
             );
             assert!(b.status().router("front").unwrap().state == RouterState::Master);
-            assert!(lab.has_address(1, VIP) && !lab.has_address(0, VIP));
+            assert!(lab.has_address(1, VIP) && lab.lacks_address(0, VIP));
         }
     }
 }
@@ -186,7 +186,7 @@ fn failover_now_hands_over_and_does_not_preempt_back() {
     let status = a.status();
     assert!(status.yielding);
     assert_eq!(status.router("front").unwrap().effective_priority, 1);
-    assert!(lab.has_address(1, VIP) && !lab.has_address(0, VIP));
+    assert!(lab.has_address(1, VIP) && lab.lacks_address(0, VIP));
     // If B dies, A takes over and stops yielding.
     lab.set_link(1, false);
     drop(b);
@@ -213,7 +213,7 @@ fn a_restarted_heartbeat_removes_the_vip_its_crashed_predecessor_left() {
     assert!(lab.has_address(0, VIP));
     let a = lab.start(0, config(router(51, 100, 20, &["192.0.2.100/24"])));
     assert!(
-        !lab.has_address(0, VIP),
+        lab.lacks_address(0, VIP),
         "removed before the heartbeat started"
     );
     stays(&a, Role::Passive, Duration::from_millis(300), "A");
@@ -261,11 +261,11 @@ fn a_reload_keeps_unchanged_routers_running_and_starts_new_ones() {
         "the unchanged router kept running"
     );
     assert_eq!(status.router("back").unwrap().state, RouterState::Master);
-    assert!(!lab.has_address(1, "192.0.2.101"));
+    assert!(lab.lacks_address(1, "192.0.2.101"));
     assert!(lab.has_address(0, VIP));
     // Removing the router removes its VIP.
     block_on(a.apply(config(router(51, 200, 20, &["192.0.2.100/24"])))).unwrap();
-    assert!(!lab.has_address(0, "192.0.2.101"));
+    assert!(lab.lacks_address(0, "192.0.2.101"));
     assert!(lab.has_address(0, VIP));
 }
 
@@ -300,7 +300,7 @@ fn a_virtual_mac_router_moves_the_vip_on_its_macvlan() {
         addresses(&lab.boxes[0], &macvlan).contains(&VIP.to_owned()),
         "VIP on {macvlan}"
     );
-    assert!(!lab.has_address(0, VIP), "not on the parent");
+    assert!(lab.lacks_address(0, VIP), "not on the parent");
     // Adverts and gratuitous ARPs leave from the virtual MAC (RFC 5798 §7.3), adverts
     // from the parent's address.
     let lines = capture.lines();

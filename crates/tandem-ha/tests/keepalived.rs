@@ -153,7 +153,7 @@ fn keepalived_with_the_higher_priority_is_master_and_tandem_backs_it_up() {
         "nothing of keepalived's dropped: {r:#?}"
     );
     assert_eq!(r.address_list_mismatches, 0);
-    assert!(!lab.has_address(0, VIP));
+    assert!(lab.lacks_address(0, VIP));
 
     // keepalived stops (priority 0): Tandem takes over after its Skew_Time.
     k.stop();
@@ -186,7 +186,7 @@ fn tandem_with_the_higher_priority_is_master_and_keepalived_backs_it_up() {
     // keepalived hears Tandem and stays backup: it never adds the VIP.
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        !lab.has_address(1, VIP),
+        lab.lacks_address(1, VIP),
         "keepalived backs Tandem up: {}",
         k.log()
     );
@@ -225,5 +225,5 @@ fn tandem_with_the_higher_priority_is_master_and_keepalived_backs_it_up() {
         Duration::from_secs(1),
         "keepalived after Tandem's stop",
     );
-    assert!(!lab.has_address(0, VIP));
+    assert!(lab.lacks_address(0, VIP));
 }

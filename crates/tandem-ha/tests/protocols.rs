@@ -194,7 +194,7 @@ fn an_ipv6_router_adds_nodad_vips_and_sends_unsolicited_nas() {
         "{vip_line}"
     );
     assert!(out.contains("fe80::51/64"), "{out}");
-    assert!(!lab.has_address(1, "2001:db8::100"));
+    assert!(lab.lacks_address(1, "2001:db8::100"));
     let nas = capture.lines();
     assert!(!nas.is_empty(), "no unsolicited NA seen");
     for l in &nas {

@@ -150,6 +150,15 @@ impl Lab {
             .any(|a| a == address)
     }
 
+    /// Whether box `i` lacks `address` on eth0, allowing for the release grace: a box that
+    /// let the VIPs go to a box it heard removes them up to 20 ms after its role changed.
+    pub fn lacks_address(&self, i: usize, address: &str) -> bool {
+        wait_for(Duration::from_millis(500), || {
+            (!self.has_address(i, address)).then_some(())
+        })
+        .is_some()
+    }
+
     /// `ip link set dev eth0 up|down` in box `i`.
     pub fn set_link(&self, i: usize, up: bool) {
         self.boxes[i]

@@ -26,6 +26,8 @@ pub enum Request {
     Reload,
     /// The committed versions, oldest first.
     Versions,
+    /// A graceful handover to the peer (make before break); refused unless this box is active.
+    Failover,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,6 +47,10 @@ pub enum Response {
     },
     Versions {
         versions: Vec<VersionMeta>,
+    },
+    /// A command ran; what happened, for the operator.
+    Done {
+        message: String,
     },
     Error {
         message: String,
@@ -88,6 +94,9 @@ mod tests {
                     node: "n".into(),
                 }],
             },
+            Response::Done {
+                message: "handed over".into(),
+            },
             Response::Error {
                 message: "e".into(),
             },
@@ -101,6 +110,7 @@ mod tests {
             Request::Status,
             Request::Reload,
             Request::Versions,
+            Request::Failover,
             Request::Apply {
                 text: "schema: 1".into(),
                 file: Some("/a.yaml".into()),

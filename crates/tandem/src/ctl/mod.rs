@@ -150,7 +150,12 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
     }
 }
 
-fn remote_command(cli: &Cli, url: &str, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+fn remote_command(
+    cli: &Cli,
+    url: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let token = cli
         .token
         .as_deref()
@@ -166,11 +171,24 @@ fn remote_command(cli: &Cli, url: &str, out: &mut dyn Write, err: &mut dyn Write
                     "{} is {}, config {}, {}",
                     v["node"].as_str().unwrap_or("?"),
                     v["role"].as_str().unwrap_or("?"),
-                    v["config"]["id"]["epoch"].as_u64().map(|e| format!("{e}.{}", v["config"]["id"]["n"])).unwrap_or_default(),
-                    if v["healthy"].as_bool() == Some(true) { "healthy" } else { "degraded" }
+                    v["config"]["id"]["epoch"]
+                        .as_u64()
+                        .map(|e| format!("{e}.{}", v["config"]["id"]["n"]))
+                        .unwrap_or_default(),
+                    if v["healthy"].as_bool() == Some(true) {
+                        "healthy"
+                    } else {
+                        "degraded"
+                    }
                 )?;
                 for r in v["routers"].as_array().into_iter().flatten() {
-                    writeln!(out, "  router {}: {} (VIPs held by {})", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""), r["holder"].as_str().unwrap_or(""))?;
+                    writeln!(
+                        out,
+                        "  router {}: {} (VIPs held by {})",
+                        r["name"].as_str().unwrap_or(""),
+                        r["state"].as_str().unwrap_or(""),
+                        r["holder"].as_str().unwrap_or("")
+                    )?;
                 }
                 let (s2, stats) = api.call("GET", "/api/v1/stats", None)?;
                 if s2 == 200 {
@@ -219,7 +237,11 @@ fn remote_command(cli: &Cli, url: &str, out: &mut dyn Write, err: &mut dyn Write
         }
         _ => anyhow::bail!("this command works on the box only (without --api)"),
     };
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,8 @@ pub fn print(status: &Value, out: &mut dyn Write) -> io::Result<()> {
         text(&status["config"]["author"]),
     )?;
 
+    print_ha(&status["ha"], out)?;
+
     writeln!(out)?;
     let services = rows(&status["dataplane"]["services"], |s| {
         let t = &s["traffic"];
@@ -83,6 +85,150 @@ pub fn print(status: &Value, out: &mut dyn Write) -> io::Result<()> {
         ],
         &servers,
     )
+}
+
+/// The heartbeat: role, tracked objects, then per router its state, priorities, the current
+/// Master, adverts, the last transition with its time and reason, and dropped adverts.
+fn print_ha(ha: &Value, out: &mut dyn Write) -> io::Result<()> {
+    if !ha.is_object() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    let tracks: Vec<String> = ha["tracks"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|t| {
+                    let state = if t["up"] == Value::Bool(true) {
+                        "up"
+                    } else {
+                        "DOWN"
+                    };
+                    format!("{} {state}", text(&t["name"]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "ha  role {} ({} changes){}  realtime {}",
+        text(&ha["role"]),
+        text(&ha["role_changes"]),
+        if ha["yielding"] == Value::Bool(true) {
+            "  yielding after a handover"
+        } else {
+            ""
+        },
+        if ha["realtime"] == Value::Bool(true) {
+            "yes"
+        } else {
+            "no"
+        },
+    )?;
+    writeln!(
+        out,
+        "tracked: {}",
+        if tracks.is_empty() {
+            "-".to_owned()
+        } else {
+            tracks.join(", ")
+        }
+    )?;
+    writeln!(out)?;
+    let empty = Vec::new();
+    let routers = ha["routers"].as_array().unwrap_or(&empty);
+    let table_rows: Vec<Vec<String>> = routers
+        .iter()
+        .map(|r| {
+            let vips: Vec<String> = r["vips"]
+                .as_array()
+                .map(|v| v.iter().map(text).collect())
+                .unwrap_or_default();
+            vec![
+                text(&r["name"]),
+                text(&r["interface"]),
+                text(&r["vrid"]),
+                text(&r["state"]),
+                format!(
+                    "{}/{}",
+                    text(&r["priority"]),
+                    text(&r["effective_priority"])
+                ),
+                text(&r["master"]),
+                format!(
+                    "{}/{}",
+                    text(&r["adverts_sent"]),
+                    text(&r["adverts_received"])
+                ),
+                drops_total(&r["drops"]).to_string(),
+                vips.join(" "),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "ROUTER",
+            "IFACE",
+            "VRID",
+            "STATE",
+            "PRIO/EFF",
+            "MASTER",
+            "SENT/RECV",
+            "DROPPED",
+            "VIPS",
+        ],
+        &table_rows,
+    )?;
+    for r in routers {
+        let name = text(&r["name"]);
+        let t = &r["last_transition"];
+        if t.is_object() {
+            writeln!(
+                out,
+                "  {name}: {} -> {} at {}: {}",
+                text(&t["from"]),
+                text(&t["to"]),
+                text(&t["at"]),
+                text(&t["reason"])
+            )?;
+        }
+        if let Some(why) = r["stepping_down"].as_str() {
+            writeln!(out, "  {name}: stepping down ({why})")?;
+        }
+        if let Some(faults) = r["faults"].as_array().filter(|f| !f.is_empty()) {
+            let faults: Vec<String> = faults.iter().map(text).collect();
+            writeln!(out, "  {name}: held passive by {}", faults.join(", "))?;
+        }
+        if let Some(drops) = r["drops"].as_object() {
+            let nonzero: Vec<String> = drops
+                .iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(reason, n)| format!("{reason} {}", text(n)))
+                .collect();
+            if !nonzero.is_empty() {
+                writeln!(out, "  {name}: dropped {}", nonzero.join(", "))?;
+            }
+        }
+    }
+    if let Some(drops) = ha["unattributed_drops"]
+        .as_object()
+        .filter(|d| !d.is_empty())
+    {
+        let all: Vec<String> = drops
+            .iter()
+            .map(|(reason, n)| format!("{reason} {}", text(n)))
+            .collect();
+        writeln!(out, "  dropped before any router: {}", all.join(", "))?;
+    }
+    Ok(())
+}
+
+fn drops_total(drops: &Value) -> u64 {
+    drops
+        .as_object()
+        .map(|d| d.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
 }
 
 fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
@@ -193,5 +339,56 @@ mod tests {
             out.contains("web/web1  10.0.1.1:80  up      drain  2"),
             "{out}"
         );
+        assert!(
+            !out.contains("ROUTER"),
+            "a standalone box has no HA table: {out}"
+        );
+    }
+
+    #[test]
+    fn prints_the_role_and_each_router_with_its_last_transition_and_drops() {
+        let status = serde_json::json!({
+            "node": "lb-a", "role": "active", "uptime_seconds": 5,
+            "config": {"version": {"epoch": 1, "n": 1, "hash": "ab"}, "author": "a", "reason": "r"},
+            "ha": {
+                "role": "active", "role_changes": 1, "yielding": false, "realtime": true,
+                "tracks": [{"name": "dataplane", "up": true}, {"name": "pool:web", "up": false}],
+                "routers": [{
+                    "name": "front", "interface": "eth0", "vrid": 51, "vips": ["10.0.0.100/24"],
+                    "state": "master", "stepping_down": null, "priority": 200, "effective_priority": 200,
+                    "faults": [], "master": "10.0.0.2", "adverts_sent": 120, "adverts_received": 3,
+                    "last_transition": {"from": "backup", "to": "master", "at": "2025-01-01T00:00:00.000Z",
+                        "reason": "master down timer fired"},
+                    "drops": {"ttl_not_255": 2, "bad_checksum": 0}
+                }],
+                "unattributed_drops": {}
+            },
+            "dataplane": {"services": [], "servers": []}
+        });
+        let mut out = Vec::new();
+        print(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("box lb-a  role active"), "{out}");
+        assert!(
+            out.contains("ha  role active (1 changes)  realtime yes"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tracked: dataplane up, pool:web DOWN"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "front   eth0   51    master  200/200   10.0.0.2  120/3      2        10.0.0.100/24"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  front: backup -> master at 2025-01-01T00:00:00.000Z: master down timer fired"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("  front: dropped ttl_not_255 2"), "{out}");
     }
 }

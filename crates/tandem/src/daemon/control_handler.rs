@@ -39,6 +39,13 @@ pub async fn handle(daemon: Arc<Daemon>, request: Request) -> Response {
             let mut running = daemon.running.lock().await;
             applied(running.reload_file().await)
         }
+        Request::Failover => match daemon.pair.failover().await {
+            Ok(message) => Response::Done { message },
+            Err(message) => Response::Refused {
+                message,
+                diagnostics: None,
+            },
+        },
         Request::Versions => {
             let running = daemon.running.lock().await;
             match running.store().list() {

@@ -1,8 +1,11 @@
-//! tandemd: loads the config, starts the dataplane and the management listener, serves the
-//! control socket, and reacts to signals (SIGHUP reloads, SIGTERM/SIGINT stop gracefully).
+//! tandemd: loads the config, starts the dataplane, the pair's heartbeat and the management
+//! listener, serves the control socket, and reacts to signals (SIGHUP reloads, SIGTERM/SIGINT
+//! hand the VIPs over to the peer, then stop the dataplane gracefully).
 
+mod admin_backend;
 pub mod args;
 mod control_handler;
+pub mod ha;
 mod running_config;
 mod status;
 
@@ -19,7 +22,17 @@ use tokio::sync::Mutex;
 pub struct Daemon {
     pub running: Mutex<RunningConfig>,
     pub dataplane: tandem_dataplane::Dataplane,
+    /// The heartbeat and the pair's role (a standalone box has no heartbeat).
+    pub pair: Arc<ha::Pair>,
     pub started: Instant,
+}
+
+impl Daemon {
+    /// The pair's role as it changes, for the parts that follow it (sync, the console):
+    /// Active while this box holds the VIPs; always Active on a standalone box.
+    pub fn role(&self) -> tokio::sync::watch::Receiver<tandem_ha::Role> {
+        self.pair.role()
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -56,6 +69,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await
     .context("the dataplane cannot start")?;
 
+    // After the dataplane: its listeners are bound (IP_FREEBIND) before this box may take a VIP.
+    let pair = Arc::new(ha::Pair::start(&config.node, &startup.version.shared, &dataplane).await?);
+    if pair.is_pair() {
+        tracing::info!(role = pair.role_name(), "heartbeat running");
+    }
+
     let daemon = Arc::new(Daemon {
         running: Mutex::new(RunningConfig::new(
             store,
@@ -63,15 +82,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.config.clone(),
             startup.version,
             dataplane.clone(),
+            pair.clone(),
         )),
         dataplane: dataplane.clone(),
+        pair: pair.clone(),
         started: Instant::now(),
     });
 
-    let management = tandem_admin::Management::start(
+    // The console (docs/console.md): users come from the shared config; the first-boot
+    // wizard's admin password is taken over first, so it logs in from the start.
+    let audit = tandem_sync::AuditLog::open(&args.state_dir, &config.node.name)
+        .context("the audit log cannot be opened")?;
+    if let Some(what) =
+        admin_backend::import_admin_password(&daemon, &args.state_dir, &audit).await
+    {
+        tracing::info!("{what}");
+    }
+    let alerts = tandem_admin::alerts::AlertSender::start(
+        (*daemon.running.lock().await.current().shared.alerts).clone(),
+    );
+    tokio::spawn(admin_backend::watch(
+        daemon.clone(),
+        args.state_dir.clone(),
+        audit.clone(),
+        alerts.clone(),
+        None,
+    ));
+    let management = tandem_admin::Management::start_console(
         &config.node.management,
         &args.state_dir,
         status::metrics_source(daemon.clone()),
+        Arc::new(admin_backend::AdminBackend::new(daemon.clone(), audit, None)),
+        Some(alerts),
     )
     .await
     .context("the management listener cannot start")?;
@@ -107,6 +149,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             _ = int.recv() => break,
         }
     }
+    // The VIPs first, make before break: the dataplane keeps serving them until the peer has
+    // announced itself, so a graceful stop loses nothing.
+    pair.shutdown().await;
     tracing::info!(grace = ?args.shutdown_grace, "stopping: listeners closed, connections in flight may finish");
     let _ = std::fs::remove_file(&args.control_socket);
     dataplane.shutdown(args.shutdown_grace).await;

@@ -1,12 +1,15 @@
 //! What runs and how it changes. Every change of the shared config — `tandemctl apply`,
 //! SIGHUP, the console — goes through [`RunningConfig::apply`]: validate, swap into the
-//! dataplane, commit to the store. A refused change leaves everything as it was.
+//! dataplane, commit to the store, then hand a changed VRRP part to the heartbeat. A refused
+//! change leaves everything as it was.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tandem_config::store::{CommitInfo, Store, Version, VersionId, hash_hex};
 use tandem_config::{Config, Diagnostics, NodeConfig, SharedConfig};
 use tandem_dataplane::Dataplane;
+
+use super::ha::Pair;
 
 /// Why a change was refused. The running config is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,7 @@ pub struct RunningConfig {
     config_file: PathBuf,
     current: Version,
     dataplane: Dataplane,
+    pair: Arc<Pair>,
 }
 
 /// Where the shared config to start with comes from (see [`initial_shared`]).
@@ -85,6 +89,7 @@ impl RunningConfig {
         config_file: PathBuf,
         current: Version,
         dataplane: Dataplane,
+        pair: Arc<Pair>,
     ) -> Self {
         RunningConfig {
             store,
@@ -92,6 +97,7 @@ impl RunningConfig {
             config_file,
             current,
             dataplane,
+            pair,
         }
     }
 
@@ -137,10 +143,16 @@ impl RunningConfig {
             Ok(version) => {
                 tracing::info!(version = %version.meta.id, author = %version.meta.author, reason = %version.meta.reason, "config version committed and running");
                 self.current = version;
+                let mut notes = describe(&report);
+                notes.extend(
+                    self.pair
+                        .apply_shared(&self.node, &self.current.shared, &self.dataplane)
+                        .await,
+                );
                 Ok(Applied {
                     version: self.current.meta.id.clone(),
                     changed: true,
-                    notes: describe(&report),
+                    notes,
                 })
             }
             Err(e) => {
