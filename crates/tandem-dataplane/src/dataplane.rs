@@ -395,11 +395,18 @@ impl Dataplane {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
+        let mut stopped = Vec::new();
         for key in removed {
             if let Some((l, info)) = ctl.listeners.remove(&key) {
                 l.stop.cancel();
+                stopped.push(l.task);
                 report.removed.push(info);
             }
+        }
+        // The accept loop drops its socket on its way out: wait for that, so once apply
+        // returns a removed address refuses connections and can be bound again.
+        for task in stopped {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
         for (key, (listener, info)) in ctl.listeners.iter_mut() {
             if let Some((rt, new_info)) = wanted.get(key) {

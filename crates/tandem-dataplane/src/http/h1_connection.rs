@@ -47,6 +47,8 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// How long a client may pause between requests before the server connections it holds
 /// go back to the shared pool.
 const RELEASE_IDLE_SERVERS: Duration = Duration::from_secs(1);
+/// The read of a client whose buffers were released while it paused: a typical request head.
+const IDLE_READ: usize = 1024;
 /// Read size for response bodies that span more than one read.
 const LARGE_READ: usize = 64 * 1024;
 /// A response body smaller than this is copied behind its head (one buffer, one write);
@@ -172,6 +174,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
         }
     }
 
+    /// Whether a pause would free buffer memory (see `read_head`).
+    fn holds_idle_buffers(&self) -> bool {
+        self.buf.is_empty()
+            && self.buf.capacity() + self.out.capacity() + self.to_server.capacity() > 0
+    }
+
     /// Reads the next request head (see the module's timeouts).
     async fn read_head(&mut self, first: bool) -> HeadRead {
         let limits = &self.cc.ctx.config.limits;
@@ -194,20 +202,41 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
             let mut deadline = head_deadline.unwrap_or(idle_deadline);
             // A client that pauses between requests gives its server connections back to
             // the shared pool after a moment (an idle client must not hold a server's
-            // connection); a busy one keeps them, with no lock per request.
+            // connection), and its buffers back to the allocator (10,000 idle keep-alive
+            // clients must not hold 16 KiB each); a busy one keeps both, with no lock and no
+            // allocation per request.
             let release_at = Instant::now() + RELEASE_IDLE_SERVERS;
-            let releasing = !self.local.is_empty() && release_at < deadline;
+            let releasing = (!self.local.is_empty() || self.holds_idle_buffers())
+                && release_at < deadline;
             if releasing {
                 deadline = release_at;
             }
-            exchange::reserve(&mut self.buf);
-            match self
-                .timer
-                .within(deadline, self.io.read_buf(&mut self.buf))
-                .await
-            {
+            let read = if self.buf.capacity() == 0 {
+                // Released: wait for the next request with a small buffer of the task's own,
+                // and allocate only once one arrives.
+                let mut first = [0u8; IDLE_READ];
+                let r = self
+                    .timer
+                    .within(deadline, self.io.read(&mut first))
+                    .await;
+                if let Some(Ok(n)) = r {
+                    self.buf.extend_from_slice(&first[..n]);
+                }
+                r
+            } else {
+                exchange::reserve(&mut self.buf);
+                self.timer
+                    .within(deadline, self.io.read_buf(&mut self.buf))
+                    .await
+            };
+            match read {
                 None if releasing => {
                     self.local.release(self.cc.pools());
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                        self.out = BytesMut::new();
+                        self.to_server = BytesMut::new();
+                    }
                     continue;
                 }
                 None if got_bytes => return HeadRead::Timeout,
