@@ -206,8 +206,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
             // clients must not hold 16 KiB each); a busy one keeps both, with no lock and no
             // allocation per request.
             let release_at = Instant::now() + RELEASE_IDLE_SERVERS;
-            let releasing = (!self.local.is_empty() || self.holds_idle_buffers())
-                && release_at < deadline;
+            let releasing =
+                (!self.local.is_empty() || self.holds_idle_buffers()) && release_at < deadline;
             if releasing {
                 deadline = release_at;
             }
@@ -215,10 +215,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
                 // Released: wait for the next request with a small buffer of the task's own,
                 // and allocate only once one arrives.
                 let mut first = [0u8; IDLE_READ];
-                let r = self
-                    .timer
-                    .within(deadline, self.io.read(&mut first))
-                    .await;
+                let r = self.timer.within(deadline, self.io.read(&mut first)).await;
                 if let Some(Ok(n)) = r {
                     self.buf.extend_from_slice(&first[..n]);
                 }
