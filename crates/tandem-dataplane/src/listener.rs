@@ -159,12 +159,7 @@ fn dispatch(ctx: Arc<ServiceRuntime>, stream: TcpStream, peer: SocketAddr) {
         }
         Protocol::Http => {
             let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = http::serve_http(ctx, stream, peer, None, admission, slot) => {}
-                    _ = hard_stop.cancelled() => {}
-                }
-            });
+            tokio::spawn(http::serve_plain(ctx, stream, peer, admission, slot));
         }
         Protocol::Https => {
             // A refused client gets no handshake: answering it over TLS would spend the CPU the

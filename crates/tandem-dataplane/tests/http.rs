@@ -555,6 +555,44 @@ async fn server_connections_are_shared_between_clients_and_never_reused_half_rea
     assert_eq!(web.connections.load(SeqCst), 3);
 }
 
+/// A keep-alive client that pauses is parked outside its connection task (docs/dataplane.md):
+/// its next request on the same connection is served as before, and the keep-alive wait
+/// still ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_client_is_parked_and_served_again_then_timed_out() {
+    let web = Web::start("a").await;
+    let port = free_port();
+    let r = start(&one_pool(
+        port,
+        "    limits: { idle_timeout: 2500ms }\n",
+        &[("a", web.addr)],
+        "",
+    ))
+    .await;
+    let mut c = Client::connect(vip(port)).await;
+    assert_eq!(c.get("/one", "h", "").await.status, 200);
+    // Past the one-second pause that parks it, twice over.
+    for path in ["/two", "/three"] {
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let resp = c.get(path, "h", "").await;
+        assert_eq!((resp.status, resp.text().as_str()), (200, "a\n"));
+    }
+    assert_eq!(web.requests().len(), 3);
+    assert_eq!(stats_service(&r).traffic.requests, 3);
+    // Parked, it is closed when the keep-alive wait is over (2.5 s), not before.
+    let idle_from = std::time::Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), c.closed())
+            .await
+            .expect("the parked connection was never closed")
+    );
+    let idled = idle_from.elapsed();
+    assert!(
+        idled >= Duration::from_millis(2000),
+        "closed after {idled:?}, before its keep-alive wait"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_path_and_header_in_order_then_the_default_pool() {
     let (api, shop, gold, def) = (

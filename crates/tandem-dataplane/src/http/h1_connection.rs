@@ -55,8 +55,21 @@ const LARGE_READ: usize = 64 * 1024;
 /// larger ones are written from the server's buffer with a vectored write.
 const COPY_BODY_BELOW: usize = 4096;
 
-/// Serves one HTTP/1.1 client connection to its end.
-pub(crate) async fn serve<IO>(cc: ConnContext, io: IO, admission: Admission)
+/// A client connection handed back to be parked while it idles between requests.
+pub(crate) struct Parked<IO> {
+    pub io: IO,
+    /// When its keep-alive wait ends.
+    pub idle_until: Instant,
+}
+
+/// Serves one HTTP/1.1 client connection to its end; or, with `park`, until it has idled a
+/// moment between requests, when it comes back to be parked outside this (large) task.
+pub(crate) async fn serve<IO>(
+    cc: ConnContext,
+    io: IO,
+    admission: Admission,
+    park: bool,
+) -> Option<Parked<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -69,12 +82,20 @@ where
         to_server: BytesMut::new(),
         timer: Timer::new(),
         local: LocalConnections::default(),
+        park,
     };
-    match admission {
+    let parked = match admission {
         Admission::Allowed => c.run().await,
-        refused => c.refuse_connection(refused).await,
-    }
+        refused => {
+            c.refuse_connection(refused).await;
+            None
+        }
+    };
     c.local.release(cc.pools());
+    parked.map(|idle_until| Parked {
+        io: c.io,
+        idle_until,
+    })
 }
 
 struct H1<'a, IO> {
@@ -86,6 +107,8 @@ struct H1<'a, IO> {
     reader: RequestReader,
     timer: Timer,
     local: LocalConnections,
+    /// Whether an idle connection is handed back to be parked (see `serve`).
+    park: bool,
 }
 
 /// How reading a request head ended.
@@ -93,6 +116,8 @@ enum HeadRead {
     Head(RequestHead),
     /// EOF, a read error, or the keep-alive wait over: close without a word.
     Closed,
+    /// Idle with nothing buffered: park until the keep-alive wait ends at this instant.
+    Park(Instant),
     /// Part of a head came, not all of it within `header_timeout`: 408.
     Timeout,
     Refused(tandem_http::Error),
@@ -118,12 +143,15 @@ enum Local<'r> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
-    async fn run(&mut self) {
+    /// Serves requests until the connection ends (`None`) or is to be parked (`Some`, until
+    /// when it may idle).
+    async fn run(&mut self) -> Option<Instant> {
         let mut first = true;
         loop {
             let head = match self.read_head(first).await {
                 HeadRead::Head(h) => h,
-                HeadRead::Closed => return,
+                HeadRead::Closed => return None,
+                HeadRead::Park(until) => return Some(until),
                 HeadRead::Timeout => {
                     exchange::refused(self.cc, 408, "request head not complete in time");
                     self.out.clear();
@@ -133,7 +161,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
                         &mut self.out,
                     );
                     self.write_out_and_linger().await;
-                    return;
+                    return None;
                 }
                 HeadRead::Refused(e) => {
                     let status = e.status();
@@ -159,7 +187,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
                             error: Some(e.reason()),
                         },
                     );
-                    return;
+                    return None;
                 }
             };
             first = false;
@@ -167,9 +195,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
                 Next::KeepAlive => {}
                 Next::Close => {
                     self.linger().await;
-                    return;
+                    return None;
                 }
-                Next::Abort => return,
+                Next::Abort => return None,
             }
         }
     }
@@ -229,6 +257,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send> H1<'_, IO> {
             match read {
                 None if releasing => {
                     self.local.release(self.cc.pools());
+                    if self.park && self.buf.is_empty() {
+                        return HeadRead::Park(idle_deadline);
+                    }
                     if self.buf.is_empty() {
                         self.buf = BytesMut::new();
                         self.out = BytesMut::new();

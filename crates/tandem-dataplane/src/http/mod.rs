@@ -40,6 +40,7 @@ use std::time::Duration;
 use tandem_config::Persistence;
 use tandem_http::{Forwarding, Limits, Scheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Largest response head accepted from a server (servers send bigger heads than clients:
@@ -65,7 +66,49 @@ pub(crate) async fn serve_http<IO>(
     if h2 {
         h2_connection::serve(cc, io).await;
     } else {
-        h1_connection::serve(cc, io, admission).await;
+        h1_connection::serve(cc, io, admission, false).await;
+    }
+}
+
+/// Serves a plain HTTP/1.1 client connection; while it idles between requests it is parked
+/// in a task a few hundred bytes large instead of the connection's own (several KiB with its
+/// buffers), so that thousands of idle keep-alive clients cost little memory.
+pub(crate) fn serve_plain(
+    ctx: Arc<ServiceRuntime>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+    slot: Option<ServiceSlot>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    // Boxed: this future spawns `park`, which spawns this one again.
+    Box::pin(async move {
+        let hard_stop = ctx.hard_stop.clone();
+        let cc = ConnContext::new(ctx.clone(), peer, false);
+        let parked = tokio::select! {
+            p = h1_connection::serve(cc, stream, admission, true) => p,
+            _ = hard_stop.cancelled() => None,
+        };
+        if let Some(p) = parked {
+            tokio::spawn(park(ctx, p.io, peer, p.idle_until, slot));
+        }
+    })
+}
+
+/// Waits for the next request of an idle client, or the end of its keep-alive wait.
+async fn park(
+    ctx: Arc<ServiceRuntime>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    idle_until: Instant,
+    slot: Option<ServiceSlot>,
+) {
+    let woken = tokio::select! {
+        r = stream.readable() => r.is_ok(),
+        _ = tokio::time::sleep_until(idle_until) => false,
+        _ = ctx.hard_stop.cancelled() => false,
+    };
+    if woken {
+        tokio::spawn(serve_plain(ctx, stream, peer, Admission::Allowed, slot));
     }
 }
 
