@@ -334,7 +334,11 @@ fn an_applied_config_reloads_the_vrrp_routers_on_both_boxes() {
     });
     lab.wait_active(A, Duration::from_secs(5), "lb-a after the reload");
     let ha = lab.ha(A);
-    assert_eq!(ha["routers"][0]["vips"].as_array().unwrap().len(), 2, "{ha:#}");
+    assert_eq!(
+        ha["routers"][0]["vips"].as_array().unwrap().len(),
+        2,
+        "{ha:#}"
+    );
     // The same content again changes nothing.
     let file = lab.daemon(A).dir().join("two-vips.yaml");
     let out = lab.daemon(A).ctl(&["apply", file.to_str().unwrap()]);

@@ -10,10 +10,14 @@
 //!
 //! Each box's interface is `eth0`; the switch port of box `i` is [`PairLab::port`]. Every
 //! namespace and process is removed when the lab drops.
+//!
+//! With [`PairOptions::sync`] the boxes also run the sync link (`node.sync`) over the same
+//! segment, each pinning the other's certificate ([`SyncPins`], made for the lab).
 
 use crate::{Netns, Proc, Switch, Tandemd, bins, wait_for};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const VIP: &str = "10.0.0.100";
@@ -26,6 +30,79 @@ pub const WEB: [&str; 2] = ["10.0.0.11", "10.0.0.12"];
 pub const UDP_PORT: u16 = 7000;
 /// TCP echo through the VIP: a greeting line naming the server, then an echo.
 pub const TCP_PORT: u16 = 7001;
+/// The backends' HTTP port, with [`PairOptions::http_backends`] (answers name the server).
+pub const HTTP_PORT: u16 = 8080;
+/// The sync link's port (`node.sync.port`).
+pub const SYNC_PORT: u16 = 7420;
+
+/// Certificates and keys for the sync link of both boxes, and each one's fingerprint (what the
+/// other box pins). Kept in a directory that lives as long as any clone.
+#[derive(Clone, Debug)]
+pub struct SyncPins {
+    dir: Arc<tempfile::TempDir>,
+    /// `sha256:` + hex of box `i`'s certificate.
+    pub fingerprints: [String; 2],
+}
+
+impl SyncPins {
+    pub fn generate() -> SyncPins {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir for sync certificates"));
+        let fingerprints = BOX_NAME.map(|name| write_identity(dir.path(), name));
+        SyncPins { dir, fingerprints }
+    }
+
+    pub fn cert(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.crt", BOX_NAME[i]))
+    }
+
+    pub fn key(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.key", BOX_NAME[i]))
+    }
+
+    /// Another valid certificate named `name` that neither box pins (an impostor, a third
+    /// box): returns its certificate and key files and its fingerprint.
+    pub fn other(&self, name: &str) -> (PathBuf, PathBuf, String) {
+        let fp = write_identity(self.dir.path(), name);
+        (
+            self.dir.path().join(format!("{name}.crt")),
+            self.dir.path().join(format!("{name}.key")),
+            fp,
+        )
+    }
+
+    /// The box that listens on the link (the larger fingerprint; the other dials).
+    pub fn listener(&self) -> usize {
+        if self.fingerprints[0] > self.fingerprints[1] {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// `node.sync` of box `i`, indented for the node part.
+    pub fn node_yaml(&self, i: usize) -> String {
+        format!(
+            "  sync:\n    listen: {me}\n    peer: {peer}\n    port: {SYNC_PORT}\n    peer_fingerprint: {fp}\n    cert_file: {cert}\n    key_file: {key}\n",
+            me = BOX_ADDR[i],
+            peer = BOX_ADDR[1 - i],
+            fp = self.fingerprints[1 - i],
+            cert = self.cert(i).display(),
+            key = self.key(i).display(),
+        )
+    }
+}
+
+/// A self-signed ECDSA P-256 certificate for `name`, written as `name.crt` / `name.key`;
+/// returns its fingerprint as `node.sync.peer_fingerprint` takes it.
+fn write_identity(dir: &Path, name: &str) -> String {
+    use sha2::Digest;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
+    let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("certificate params");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write certificate");
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(cert.der())))
+}
 
 /// What the generated config of both boxes says.
 #[derive(Clone, Debug)]
@@ -37,6 +114,20 @@ pub struct PairOptions {
     pub gateway: bool,
     /// A TCP health check on the pools (every 200 ms) and `track_pools: [tcp]` (a fault).
     pub track_pool: bool,
+    /// `node.sync` on both boxes, each pinning the other's certificate; none by default.
+    pub sync: Option<SyncPins>,
+    /// The router's `preempt_delay` (e.g. `"3s"`); the default (none) leaves it out.
+    pub preempt_delay: Option<String>,
+    /// Lines added to `shared.services`, `shared.pools` and the shared part itself, indented
+    /// as the list or map they join; empty by default.
+    pub services_extra: String,
+    pub pools_extra: String,
+    pub shared_extra: String,
+    /// The backends also serve HTTP on [`HTTP_PORT`] (`/health` included).
+    pub http_backends: bool,
+    /// `node.management.metrics.allow`: a network that may scrape `/metrics` without a token
+    /// (e.g. `127.0.0.1/32`); none by default.
+    pub metrics_allow: Option<String>,
 }
 
 impl Default for PairOptions {
@@ -46,6 +137,13 @@ impl Default for PairOptions {
             preempt: true,
             gateway: false,
             track_pool: false,
+            sync: None,
+            preempt_delay: None,
+            services_extra: String::new(),
+            pools_extra: String::new(),
+            shared_extra: String::new(),
+            http_backends: false,
+            metrics_allow: None,
         }
     }
 }
@@ -64,11 +162,25 @@ impl PairOptions {
         } else {
             ""
         };
-        let track_pools = if self.track_pool {
-            "        track_pools: [{ pool: tcp }]\n"
+        // The shared router's optional keys.
+        let mut router_extra = if self.track_pool {
+            "        track_pools: [{ pool: tcp }]\n".to_owned()
         } else {
-            ""
+            String::new()
         };
+        if let Some(delay) = &self.preempt_delay {
+            router_extra += &format!("        preempt_delay: {delay}\n");
+        }
+        let metrics = self
+            .metrics_allow
+            .as_ref()
+            .map(|net| format!("    metrics: {{ allow: ['{net}'] }}\n"))
+            .unwrap_or_default();
+        let sync = self
+            .sync
+            .as_ref()
+            .map(|s| s.node_yaml(i))
+            .unwrap_or_default();
         format!(
             "\
 schema: 1
@@ -76,14 +188,14 @@ node:
   name: {name}
   management:
     listen: 127.0.0.1:9443
-  vrrp:
+{metrics}  vrrp:
     routers:
       - {{ router: front, interface: eth0, priority: {priority} }}
-{track}shared:
+{track}{sync}shared:
   services:
     - {{ name: udp, listen: '{VIP}:{UDP_PORT}', protocol: udp, pool: udp }}
     - {{ name: tcp, listen: '{VIP}:{TCP_PORT}', protocol: tcp, pool: tcp }}
-  pools:
+{services_extra}  pools:
     - name: udp
       servers:
         - {{ id: web1, address: '{w1}:{UDP_PORT}' }}
@@ -92,20 +204,23 @@ node:
 {check}      servers:
         - {{ id: web1, address: '{w1}:{TCP_PORT}' }}
         - {{ id: web2, address: '{w2}:{TCP_PORT}' }}
-  vrrp:
+{pools_extra}  vrrp:
     routers:
       - name: front
         vrid: 51
         vips: [{VIP}/24]
         advert_interval: {advert}
         preempt: {preempt}
-{track_pools}",
+{router_extra}{shared_extra}",
             name = BOX_NAME[i],
             priority = BOX_PRIORITY[i],
             w1 = WEB[0],
             w2 = WEB[1],
             advert = self.advert,
             preempt = self.preempt,
+            services_extra = self.services_extra,
+            pools_extra = self.pools_extra,
+            shared_extra = self.shared_extra,
         )
     }
 }
@@ -140,7 +255,7 @@ impl PairLab {
         let backends = ["web1", "web2"]
             .iter()
             .zip(WEB)
-            .map(|(name, addr)| backend(&web, name, addr, logs.path()))
+            .map(|(name, addr)| backend(&web, name, addr, logs.path(), options.http_backends))
             .collect();
         PairLab {
             options,
@@ -161,6 +276,12 @@ impl PairLab {
         lab.start(1);
         lab.wait_active(0, Duration::from_secs(10), "the higher priority at start");
         lab
+    }
+
+    /// While it exists, backend `name`'s `/health` answers 503 (with
+    /// [`PairOptions::http_backends`]).
+    pub fn fail_health_file(&self, name: &str) -> PathBuf {
+        self._logs.path().join(format!("{name}.fail-health"))
     }
 
     /// The switch port of box `i` (`ip -n SWITCH link set PORT down` cuts its cable).
@@ -206,6 +327,49 @@ impl PairLab {
         let dir = d.crash();
         self.set_link(i, false);
         dir
+    }
+
+    /// A partition between the boxes only: the switch drops every frame from one box's port
+    /// to the other's (VRRP adverts and the sync link alike), while both still reach the
+    /// client and the servers, and their links stay up (no tracked fault). `false` heals it.
+    pub fn partition(&self, cut: bool) {
+        let sw = self.switch.netns();
+        if !cut {
+            run_ok(sw, "nft", &["delete", "table", "bridge", "partition"]);
+            return;
+        }
+        run_ok(sw, "nft", &["add", "table", "bridge", "partition"]);
+        run_ok(
+            sw,
+            "nft",
+            &[
+                "add",
+                "chain",
+                "bridge",
+                "partition",
+                "forward",
+                "{ type filter hook forward priority 0; }",
+            ],
+        );
+        let (a, b) = (PairLab::port(0), PairLab::port(1));
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            run_ok(
+                sw,
+                "nft",
+                &[
+                    "add",
+                    "rule",
+                    "bridge",
+                    "partition",
+                    "forward",
+                    "iifname",
+                    from,
+                    "oifname",
+                    to,
+                    "drop",
+                ],
+            );
+        }
     }
 
     /// `ip link set eth0 up|down` inside box `i`.
@@ -302,11 +466,17 @@ impl PairLab {
     }
 }
 
-fn backend(ns: &Netns, name: &str, addr: &str, dir: &Path) -> Proc {
+fn backend(ns: &Netns, name: &str, addr: &str, dir: &Path, http: bool) -> Proc {
     let mut cmd = ns.command(bins::lab_backend());
     cmd.args(["--name", name])
         .args(["--udp", &format!("{addr}:{UDP_PORT}")])
         .args(["--tcp", &format!("{addr}:{TCP_PORT}")]);
+    if http {
+        cmd.args(["--http", &format!("{addr}:{HTTP_PORT}")])
+            // While this file exists, the server's `/health` answers 503.
+            .arg("--fail-health-file")
+            .arg(dir.join(format!("{name}.fail-health")));
+    }
     let p = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
     wait_for(&format!("backend {name}"), Duration::from_secs(10), || {
         p.log().contains("ready").then_some(())

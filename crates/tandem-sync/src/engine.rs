@@ -295,7 +295,16 @@ struct Conn {
     out: Vec<u8>,
     schema: Option<u16>,
     peer_role: Option<Role>,
+    /// The role this box's hello announced. A role change before the peer's hello arrives
+    /// cannot be sent yet (no schema is agreed): it is sent right after.
+    hello_role: Role,
+    /// Versions the peer holds, as far as this box knows: the confirmed ones, and those sent
+    /// to it while this box wrote (assumed stored).
     peer_versions: HashSet<VersionId>,
+    /// Only what the peer itself said it holds: its hello and its `ConfigRunning` frames. A
+    /// version sent while the peer was not reading (it had become active and not told us yet)
+    /// was dropped there, so each writing period starts again from this.
+    peer_confirmed: HashSet<VersionId>,
     peer_audit: BTreeMap<String, u64>,
     dir: Direction,
     writer: Option<Writer>,
@@ -451,7 +460,9 @@ impl<S: LocalStore> Engine<S> {
             out,
             schema: None,
             peer_role: None,
+            hello_role: self.role,
             peer_versions: HashSet::new(),
+            peer_confirmed: HashSet::new(),
             peer_audit: BTreeMap::new(),
             dir: Direction::Idle,
             writer: None,
@@ -573,11 +584,18 @@ impl<S: LocalStore> Engine<S> {
         conn.schema = Some(schema);
         conn.peer_role = Some(role);
         conn.peer_versions = hello.versions.iter().map(Into::into).collect();
+        conn.peer_confirmed = conn.peer_versions.clone();
         conn.peer_audit = hello
             .audit
             .iter()
             .map(|m| (m.origin.clone(), m.n))
             .collect();
+        // Became active (or passive) between sending the hello and reading the peer's: tell
+        // it now, or it would go on taking this box for what the hello said and neither side
+        // would replicate.
+        if conn.hello_role != self.role {
+            let _ = wire::encode_frame(&Frame::Role(self.role.into()), &mut conn.out);
+        }
         tracing::info!(peer = %hello.node, peer_role = role.as_str(), schema, "sync: peer connected");
         self.update_direction(now);
         self.send_audit();
@@ -716,6 +734,11 @@ impl<S: LocalStore> Engine<S> {
                 oldest_n,
             } => {
                 check_ids(std::iter::once(&head).chain(&known))?;
+                // The head is what the writer runs: without this the reader would show the
+                // peer on the version of its hello until the next connect.
+                if let Some(peer) = self.peer.as_mut() {
+                    peer.running = Some((&head).into());
+                }
                 self.handle_config_head(&head, &known, oldest_n)
             }
             Frame::ConfigVersion { meta, text } => {
@@ -729,6 +752,7 @@ impl<S: LocalStore> Engine<S> {
                 }
                 if let (Some(conn), Some(id)) = (self.conn.as_mut(), id.as_ref()) {
                     conn.peer_versions.insert(id.into());
+                    conn.peer_confirmed.insert(id.into());
                 }
             }
             Frame::BranchKept {
@@ -888,6 +912,10 @@ impl<S: LocalStore> Engine<S> {
                 tracing::info!(
                     "sync: this box is active and the peer passive: replicating to the peer"
                 );
+                // Versions sent in an earlier writing period on this connection may have
+                // reached the peer while it was active (a short partition that kept the TCP
+                // connection) and been dropped: send again what it has not confirmed.
+                conn.peer_versions = conn.peer_confirmed.clone();
                 self.send_config_head();
                 self.actions.push_back(Action::TakeSnapshot);
             }

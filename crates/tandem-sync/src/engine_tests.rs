@@ -522,6 +522,11 @@ fn a_passive_offline_during_three_commits_catches_up_on_reconnect() {
     pump(&mut a, &mut b);
     assert_eq!(b.e.store().current.as_ref(), Some(&v5.id));
     assert_eq!(b.e.store().current_text(), Some("v5"));
+    assert_eq!(
+        b.e.peer().unwrap().running.as_ref(),
+        Some(&v5.id),
+        "the passive sees the active on its new version"
+    );
     // A rollback on the active (an old version becomes current): followed, nothing resent.
     let v2 = a.e.store().versions.get(&(1, 2)).unwrap().0.clone();
     a.e.store_mut().set_current(&v2.id);
@@ -582,6 +587,61 @@ fn after_a_partition_the_active_history_wins_and_the_other_branch_is_kept() {
     disconnect(&mut a, &mut b);
     connect(&mut a, &mut b);
     assert_eq!(b.kept.len(), 1);
+}
+
+/// The role changes after this box sent its hello but before the peer's arrived (the
+/// heartbeat elected it while the link was connecting): the peer is told once a schema is
+/// agreed, so the two boxes do not each take the other for passive.
+#[test]
+fn a_role_change_during_the_hellos_reaches_the_peer() {
+    let t = origin();
+    let mut a = Sim::new("lb-a", Role::Passive, true, t);
+    let mut b = Sim::new("lb-b", Role::Passive, false, t);
+    a.e.connected(a.now);
+    b.e.connected(b.now);
+    a.e.set_role(Role::Active, a.now);
+    pump(&mut a, &mut b);
+    assert_eq!(a.e.direction(), Direction::Writer);
+    assert_eq!(b.e.direction(), Direction::Reader);
+    assert_eq!(b.e.peer().unwrap().role, Role::Active);
+    a.publish(entry(1, "web1", Duration::from_secs(60)));
+    pump(&mut a, &mut b);
+    assert_eq!(b.replica(), a.live(), "the state flows");
+}
+
+/// A partition short enough that the TCP connection survives: the active's commit reaches
+/// the other box while that one is active too, and is dropped there. When the other box is
+/// passive again, the commit is sent again and runs; the other box's own commit is kept.
+#[test]
+fn a_commit_dropped_by_a_peer_that_was_active_is_sent_again_when_it_reads() {
+    let (mut a, mut b) = pair();
+    let base = a.e.store_mut().commit("base", "lb-a");
+    connect(&mut a, &mut b);
+    assert_eq!(b.e.store().current.as_ref(), Some(&base.id));
+
+    // B becomes active before A hears of it; A, still writing, sends its commit.
+    b.e.set_role(Role::Active, b.now);
+    let a1 = a.e.store_mut().commit("a1", "lb-a");
+    a.e.config_changed(a.now);
+    let b1 = b.e.store_mut().commit("b1", "lb-b");
+    pump(&mut a, &mut b);
+    assert!(
+        !b.e.store().versions.contains_key(&(a1.id.epoch, a1.id.n)),
+        "an active box stores nothing the other active sends"
+    );
+
+    // VRRP makes B passive again, on the same connection.
+    b.e.set_role(Role::Passive, b.now);
+    pump(&mut a, &mut b);
+    assert_eq!(
+        b.e.store().current.as_ref(),
+        Some(&a1.id),
+        "the active's commit runs"
+    );
+    assert_eq!(b.kept.len(), 1);
+    assert_eq!(b.kept[0].versions[0].id, b1.id);
+    assert_eq!(b.e.peer().unwrap().running.as_ref(), Some(&a1.id));
+    assert_eq!(a.e.peer().unwrap().running.as_ref(), Some(&a1.id));
 }
 
 #[test]

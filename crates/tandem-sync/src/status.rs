@@ -165,6 +165,31 @@ pub fn render_prometheus(s: &SyncStatus, out: &mut String) {
             snap.at_unix as f64,
         );
     }
+    // Who this box is on the link, as labels (the value is 1): an operator pinning the peer
+    // reads the fingerprint here as well as in `tandemctl status`.
+    if !s.fingerprint.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP tandem_sync_info This box's sync certificate fingerprint (pinned in the peer's node.sync.peer_fingerprint), the pinned peer's, and the peer's address.\n# TYPE tandem_sync_info gauge\ntandem_sync_info{{fingerprint=\"{}\",peer_fingerprint=\"{}\",peer=\"{}\"}} 1",
+            s.fingerprint, s.peer_fingerprint, s.peer_address
+        );
+    }
+    // The version each box runs: the value is its commit number, the labels name it whole.
+    let _ = writeln!(
+        out,
+        "# HELP tandem_sync_config_version The config version each box runs (value: its commit number n; labels: epoch and hash prefix).\n# TYPE tandem_sync_config_version gauge"
+    );
+    for (which, id) in [("this", &s.config.local), ("peer", &s.config.peer)] {
+        if let Some(id) = id {
+            let _ = writeln!(
+                out,
+                "tandem_sync_config_version{{box=\"{which}\",epoch=\"{}\",hash=\"{}\"}} {}",
+                id.epoch,
+                &id.hash[..id.hash.len().min(8)],
+                id.n
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP tandem_sync_table_entries Entries per replicated table.\n# TYPE tandem_sync_table_entries gauge"
@@ -262,6 +287,14 @@ mod tests {
         s.lag.ms = 12;
         s.tables.insert("persistence".into(), 42);
         s.refused_peers = 3;
+        s.fingerprint = "sha256:00aa".into();
+        s.peer_fingerprint = "sha256:00bb".into();
+        s.peer_address = "10.0.9.2:7420".into();
+        s.config.local = Some(VersionId {
+            epoch: 2,
+            n: 5,
+            hash: "0123456789abcdef".into(),
+        });
         let mut out = String::new();
         render_prometheus(&s, &mut out);
         for line in [
@@ -270,6 +303,8 @@ mod tests {
             "tandem_sync_table_entries{table=\"persistence\"} 42",
             "tandem_sync_refused_peers_total 3",
             "# TYPE tandem_sync_reconnects_total counter",
+            "tandem_sync_info{fingerprint=\"sha256:00aa\",peer_fingerprint=\"sha256:00bb\",peer=\"10.0.9.2:7420\"} 1",
+            "tandem_sync_config_version{box=\"this\",epoch=\"2\",hash=\"01234567\"} 5",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tandem_config::Diagnostics;
-use tandem_config::store::{VersionId, VersionMeta};
+use tandem_config::store::{KeptBranch, VersionId, VersionMeta};
 
 /// The largest request line accepted (a config with many inline certificates fits easily).
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -47,6 +47,10 @@ pub enum Response {
     },
     Versions {
         versions: Vec<VersionMeta>,
+        /// Branches kept after a partition (the losing side's versions, for review). Absent
+        /// from an older daemon's answer.
+        #[serde(default)]
+        branches: Vec<KeptBranch>,
     },
     /// A command ran; what happened, for the operator.
     Done {
@@ -93,6 +97,7 @@ mod tests {
                     reason: "r".into(),
                     node: "n".into(),
                 }],
+                branches: vec![],
             },
             Response::Done {
                 message: "handed over".into(),

@@ -302,7 +302,7 @@ fn answer(
             writeln!(err, "the running config is unchanged")?;
             Ok(ExitCode::FAILURE)
         }
-        Response::Versions { versions } => {
+        Response::Versions { versions, branches } => {
             writeln!(
                 out,
                 "{:<24} {:<20} {:<12} REASON",
@@ -318,6 +318,27 @@ fn answer(
                     v.author,
                     v.reason
                 )?;
+            }
+            // After a partition: what the losing side committed, kept for the operator.
+            for b in branches {
+                writeln!(
+                    out,
+                    "\nkept branch {} (superseded by {} of {}, kept {}):",
+                    b.name,
+                    b.superseded_by,
+                    b.winner,
+                    humantime_utc(b.kept_at)
+                )?;
+                for v in b.versions {
+                    writeln!(
+                        out,
+                        "  {:<22} {:<20} {:<12} {}",
+                        v.id.to_string(),
+                        humantime_utc(v.committed_at),
+                        v.author,
+                        v.reason
+                    )?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -23,6 +23,7 @@ pub fn print(status: &Value, out: &mut dyn Write) -> io::Result<()> {
     )?;
 
     print_ha(&status["ha"], out)?;
+    print_sync(&status["sync"], out)?;
 
     writeln!(out)?;
     let services = rows(&status["dataplane"]["services"], |s| {
@@ -224,6 +225,121 @@ fn print_ha(ha: &Value, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// The sync link: this box's fingerprint (to pin on the peer), the peer and whether it is
+/// connected, the config version on each box, lag, the last snapshot, entries per table and
+/// the refusals. Nothing on a box without a link.
+fn print_sync(sync: &Value, out: &mut dyn Write) -> io::Result<()> {
+    if !sync.is_object() {
+        return Ok(());
+    }
+    let peer = &sync["peer"];
+    writeln!(out)?;
+    writeln!(
+        out,
+        "sync  peer {} {}  {}  {}  direction {}",
+        if peer.is_object() {
+            text(&peer["node"])
+        } else {
+            "?".to_owned()
+        },
+        text(&sync["peer_address"]),
+        if sync["connected"] == Value::Bool(true) {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        },
+        if sync["dials"] == Value::Bool(true) {
+            "dials"
+        } else {
+            "listens"
+        },
+        text(&sync["direction"]),
+    )?;
+    writeln!(out, "fingerprint {}", text(&sync["fingerprint"]))?;
+    let config = &sync["config"];
+    writeln!(
+        out,
+        "config  this box {}  peer {}  {}",
+        version_id(&config["local"]),
+        version_id(&config["peer"]),
+        if config["same"] == Value::Bool(true) {
+            "same"
+        } else {
+            "DIFFERENT"
+        },
+    )?;
+    let lag = &sync["lag"];
+    writeln!(
+        out,
+        "lag {} ms  {} entries  p99 {} ms",
+        text(&lag["ms"]),
+        text(&lag["entries"]),
+        lag["p99_ms"]
+            .as_f64()
+            .map_or("-".to_owned(), |v| format!("{v:.1}")),
+    )?;
+    let snap = &sync["last_snapshot"];
+    if snap.is_object() {
+        writeln!(
+            out,
+            "last snapshot {}  {} entries  {}  {:.1} ms  at {}",
+            if snap["sent"] == Value::Bool(true) {
+                "sent"
+            } else {
+                "received"
+            },
+            text(&snap["entries"]),
+            bytes(&snap["bytes"]),
+            snap["duration_ms"].as_f64().unwrap_or(0.0),
+            text(&snap["at_unix"]),
+        )?;
+    } else {
+        writeln!(out, "last snapshot -")?;
+    }
+    let tables: Vec<String> = sync["tables"]
+        .as_object()
+        .map(|t| t.iter().map(|(k, v)| format!("{k} {}", text(v))).collect())
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "entries: {}",
+        if tables.is_empty() {
+            "-".to_owned()
+        } else {
+            tables.join(", ")
+        }
+    )?;
+    let c = &sync["counters"];
+    writeln!(
+        out,
+        "refused peers {}  malformed frames {}  reconnects {}  branches kept {}",
+        text(&sync["refused_peers"]),
+        text(&c["malformed_frames"]),
+        text(&sync["reconnects"]),
+        text(&config["branches_kept"]),
+    )?;
+    if let Some(e) = sync["last_error"].as_str() {
+        writeln!(out, "last error: {e}")?;
+    }
+    Ok(())
+}
+
+/// `epoch.n-hash8`, as the header line shows a version.
+fn version_id(v: &Value) -> String {
+    if !v.is_object() {
+        return "-".to_owned();
+    }
+    format!(
+        "{}.{}-{}",
+        text(&v["epoch"]),
+        text(&v["n"]),
+        v["hash"]
+            .as_str()
+            .map(|h| &h[..h.len().min(8)])
+            .unwrap_or("-")
+    )
+}
+
 fn drops_total(drops: &Value) -> u64 {
     drops
         .as_object()
@@ -390,5 +506,48 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("  front: dropped ttl_not_255 2"), "{out}");
+    }
+
+    #[test]
+    fn prints_the_sync_link_with_both_versions_and_the_fingerprint() {
+        let status = serde_json::json!({
+            "node": "lb-b", "role": "passive", "uptime_seconds": 5,
+            "config": {"version": {"epoch": 2, "n": 3, "hash": "abcdef0123"}, "author": "a", "reason": "r"},
+            "sync": {
+                "fingerprint": "sha256:00ff", "peer_address": "10.0.0.2:7420", "dials": false,
+                "connected": true, "direction": "reader",
+                "peer": {"node": "lb-a", "management": "127.0.0.1:9443", "role": "active"},
+                "config": {"local": {"epoch": 2, "n": 3, "hash": "abcdef0123"},
+                           "peer": {"epoch": 2, "n": 3, "hash": "abcdef0123"}, "same": true, "branches_kept": 1},
+                "lag": {"ms": 0, "entries": 0, "p99_ms": 1.5},
+                "last_snapshot": {"sent": false, "entries": 12, "bytes": 2048, "duration_ms": 3.0, "at_unix": 100},
+                "tables": {"persistence": 2, "servers": 4},
+                "counters": {"malformed_frames": 0},
+                "refused_peers": 3, "reconnects": 1, "last_error": null
+            },
+            "dataplane": {"services": [], "servers": []}
+        });
+        let mut out = Vec::new();
+        print(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("sync  peer lb-a 10.0.0.2:7420  connected  listens  direction reader"),
+            "{out}"
+        );
+        assert!(out.contains("fingerprint sha256:00ff"), "{out}");
+        assert!(
+            out.contains("config  this box 2.3-abcdef01  peer 2.3-abcdef01  same"),
+            "{out}"
+        );
+        assert!(out.contains("lag 0 ms  0 entries  p99 1.5 ms"), "{out}");
+        assert!(
+            out.contains("last snapshot received  12 entries  2.0KiB  3.0 ms  at 100"),
+            "{out}"
+        );
+        assert!(out.contains("entries: persistence 2, servers 4"), "{out}");
+        assert!(
+            out.contains("refused peers 3  malformed frames 0  reconnects 1  branches kept 1"),
+            "{out}"
+        );
     }
 }

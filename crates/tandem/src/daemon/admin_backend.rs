@@ -221,7 +221,9 @@ impl Backend for AdminBackend {
         };
         config.validate().map_err(CommitError::Invalid)?;
         let node = running.node().name.clone();
-        let applied = running
+        // RunningConfig::apply refuses it on the passive box and publishes a changed version
+        // to the sync link itself.
+        running
             .apply(
                 config.shared,
                 CommitInfo {
@@ -235,14 +237,9 @@ impl Backend for AdminBackend {
                 Refusal::Invalid(d) => CommitError::Invalid(d),
                 Refusal::Dataplane(m) => CommitError::Refused(m),
                 Refusal::Store(m) => CommitError::Failed(m),
+                Refusal::Passive(m) => CommitError::Passive(m),
             })?;
-        let meta = running.current().meta.clone();
-        if applied.changed
-            && let Some(sync) = &self.sync
-        {
-            sync.publish_version(&meta);
-        }
-        Ok(meta)
+        Ok(running.current().meta.clone())
     }
 
     async fn versions(&self) -> Result<Vec<VersionMeta>, String> {

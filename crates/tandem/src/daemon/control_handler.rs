@@ -48,8 +48,9 @@ pub async fn handle(daemon: Arc<Daemon>, request: Request) -> Response {
         },
         Request::Versions => {
             let running = daemon.running.lock().await;
-            match running.store().list() {
-                Ok(versions) => Response::Versions { versions },
+            let store = running.store();
+            match store.list().and_then(|v| Ok((v, store.branches()?))) {
+                Ok((versions, branches)) => Response::Versions { versions, branches },
                 Err(e) => Response::Error {
                     message: e.to_string(),
                 },

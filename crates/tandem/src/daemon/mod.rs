@@ -1,6 +1,7 @@
-//! tandemd: loads the config, starts the dataplane, the pair's heartbeat and the management
-//! listener, serves the control socket, and reacts to signals (SIGHUP reloads, SIGTERM/SIGINT
-//! hand the VIPs over to the peer, then stop the dataplane gracefully).
+//! tandemd: loads the config, starts the dataplane, the pair's heartbeat, the sync link and
+//! the management listener, serves the control socket, and reacts to signals (SIGHUP reloads,
+//! SIGTERM/SIGINT hand the VIPs over to the peer, close the sync link, then stop the dataplane
+//! gracefully).
 
 mod admin_backend;
 pub mod args;
@@ -8,6 +9,7 @@ mod control_handler;
 pub mod ha;
 mod running_config;
 mod status;
+mod sync;
 
 use anyhow::Context;
 use args::Args;
@@ -24,6 +26,8 @@ pub struct Daemon {
     pub dataplane: tandem_dataplane::Dataplane,
     /// The heartbeat and the pair's role (a standalone box has no heartbeat).
     pub pair: Arc<ha::Pair>,
+    /// The link to the peer's tandemd (`node.sync`); none on a box without a peer.
+    pub sync: Option<Arc<tandem_sync::SyncHandle>>,
     pub started: Instant,
 }
 
@@ -75,26 +79,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(role = pair.role_name(), "heartbeat running");
     }
 
+    // After the heartbeat: the link follows its role from the first moment, so a box that
+    // starts passive never writes to the peer.
+    let audit = tandem_sync::AuditLog::open(&args.state_dir, &config.node.name)
+        .context("the audit log cannot be opened")?;
+    let sync = sync::start(
+        &config.node,
+        &args.state_dir,
+        &dataplane,
+        &pair,
+        audit.clone(),
+    )
+    .await?;
+
     let daemon = Arc::new(Daemon {
-        running: Mutex::new(RunningConfig::new(
-            store,
-            config.node.clone(),
-            args.config.clone(),
-            startup.version,
-            dataplane.clone(),
-            pair.clone(),
-        )),
+        running: Mutex::new(
+            RunningConfig::new(
+                store,
+                config.node.clone(),
+                args.config.clone(),
+                startup.version,
+                dataplane.clone(),
+                pair.clone(),
+            )
+            .with_sync(sync.clone()),
+        ),
         dataplane: dataplane.clone(),
         pair: pair.clone(),
+        sync: sync.clone(),
         started: Instant::now(),
     });
+    if let Some(sync) = &sync {
+        tokio::spawn(sync::follow(daemon.clone(), sync.clone()));
+    }
 
     // The console (docs/console.md): users come from the shared config; the first-boot
     // wizard's admin password is taken over first, so it logs in from the start.
-    let audit = tandem_sync::AuditLog::open(&args.state_dir, &config.node.name)
-        .context("the audit log cannot be opened")?;
-    if let Some(what) =
-        admin_backend::import_admin_password(&daemon, &args.state_dir, &audit).await
+    if let Some(what) = admin_backend::import_admin_password(&daemon, &args.state_dir, &audit).await
     {
         tracing::info!("{what}");
     }
@@ -106,13 +127,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.state_dir.clone(),
         audit.clone(),
         alerts.clone(),
-        None,
+        sync.clone(),
     ));
     let management = tandem_admin::Management::start_console(
         &config.node.management,
         &args.state_dir,
         status::metrics_source(daemon.clone()),
-        Arc::new(admin_backend::AdminBackend::new(daemon.clone(), audit, None)),
+        Arc::new(admin_backend::AdminBackend::new(
+            daemon.clone(),
+            audit,
+            sync.clone(),
+        )),
         Some(alerts),
     )
     .await
@@ -152,6 +177,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The VIPs first, make before break: the dataplane keeps serving them until the peer has
     // announced itself, so a graceful stop loses nothing.
     pair.shutdown().await;
+    // Then the link, with a goodbye frame: the peer, now active, stops waiting for us at once
+    // instead of after its dead-peer timeout. Before the dataplane, whose state it reads.
+    if let Some(sync) = &sync {
+        sync.shutdown().await;
+    }
     tracing::info!(grace = ?args.shutdown_grace, "stopping: listeners closed, connections in flight may finish");
     let _ = std::fs::remove_file(&args.control_socket);
     dataplane.shutdown(args.shutdown_grace).await;

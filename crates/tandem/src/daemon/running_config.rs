@@ -1,13 +1,18 @@
 //! What runs and how it changes. Every change of the shared config — `tandemctl apply`,
-//! SIGHUP, the console — goes through [`RunningConfig::apply`]: validate, swap into the
-//! dataplane, commit to the store, then hand a changed VRRP part to the heartbeat. A refused
-//! change leaves everything as it was.
+//! SIGHUP, the console — goes through [`RunningConfig::apply`]: refuse it on the passive box,
+//! validate, swap into the dataplane, commit to the store, tell the sync link, then hand a
+//! changed VRRP part to the heartbeat. A refused change leaves everything as it was.
+//!
+//! The one other way the running config changes is a version replicated from the active box
+//! ([`RunningConfig::run_replicated`]): already stored by the sync link, it is swapped into the
+//! dataplane and made current, never committed again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tandem_config::store::{CommitInfo, Store, Version, VersionId, hash_hex};
+use tandem_config::store::{CommitInfo, Store, Version, VersionId, VersionMeta, hash_hex};
 use tandem_config::{Config, Diagnostics, NodeConfig, SharedConfig};
 use tandem_dataplane::Dataplane;
+use tandem_sync::SyncHandle;
 
 use super::ha::Pair;
 
@@ -20,6 +25,10 @@ pub enum Refusal {
     Dataplane(String),
     #[error("the config store failed: {0}")]
     Store(String),
+    /// This box is the pair's passive box: only the active one writes the shared config. The
+    /// message names the active box, so the operator knows where to go.
+    #[error("{0}")]
+    Passive(String),
 }
 
 pub struct Applied {
@@ -35,6 +44,9 @@ pub struct RunningConfig {
     current: Version,
     dataplane: Dataplane,
     pair: Arc<Pair>,
+    /// The pair's sync link, when `node.sync` names a peer: it says whether this box may write
+    /// and carries each commit to the passive box.
+    sync: Option<Arc<SyncHandle>>,
 }
 
 /// Where the shared config to start with comes from (see [`initial_shared`]).
@@ -98,7 +110,15 @@ impl RunningConfig {
             current,
             dataplane,
             pair,
+            sync: None,
         }
+    }
+
+    /// Runs with the pair's sync link: edits are refused while this box is passive, commits
+    /// are published to the peer.
+    pub fn with_sync(mut self, sync: Option<Arc<SyncHandle>>) -> Self {
+        self.sync = sync;
+        self
     }
 
     pub fn current(&self) -> &Version {
@@ -117,6 +137,20 @@ impl RunningConfig {
         &self.config_file
     }
 
+    /// Refused on the passive box of a pair (every edit path comes here, so none can bypass
+    /// it). The sync link's view decides, not the heartbeat's role alone: it also knows the
+    /// active box's name and management address for the message.
+    pub fn check_writer(&self) -> Result<(), Refusal> {
+        match &self.sync {
+            Some(sync) => sync
+                .pair()
+                .borrow()
+                .check_edit()
+                .map_err(|e| Refusal::Passive(e.message)),
+            None => Ok(()),
+        }
+    }
+
     /// Validates nothing itself: `shared` comes from a parser that did. Swaps it into the
     /// dataplane, then commits it; if the commit fails the dataplane goes back to the old
     /// config.
@@ -125,6 +159,7 @@ impl RunningConfig {
         shared: SharedConfig,
         info: CommitInfo,
     ) -> Result<Applied, Refusal> {
+        self.check_writer()?;
         let text = shared.to_canonical_yaml();
         if hash_hex(&text) == self.current.meta.id.hash {
             return Ok(Applied {
@@ -143,6 +178,9 @@ impl RunningConfig {
             Ok(version) => {
                 tracing::info!(version = %version.meta.id, author = %version.meta.author, reason = %version.meta.reason, "config version committed and running");
                 self.current = version;
+                if let Some(sync) = &self.sync {
+                    sync.publish_version(&self.current.meta);
+                }
                 let mut notes = describe(&report);
                 notes.extend(
                     self.pair
@@ -163,6 +201,58 @@ impl RunningConfig {
                 Err(Refusal::Store(e.to_string()))
             }
         }
+    }
+
+    /// Runs a version the sync link received from the active box and stored: swaps it into
+    /// the dataplane and makes it current. Nothing is committed: the version keeps the
+    /// identity the active box gave it, so both boxes name the same history. If the dataplane
+    /// refuses it, the old config keeps running and the store's current version is unchanged
+    /// (the status then shows the two boxes on different versions).
+    pub async fn run_replicated(&mut self, meta: &VersionMeta) -> Result<Applied, Refusal> {
+        let version = self
+            .store
+            .get(meta.id.epoch, meta.id.n)
+            .map_err(|e| Refusal::Store(e.to_string()))?;
+        if version.meta.id != meta.id {
+            // Another version with the same (epoch, n): the link stores before it asks, so
+            // this is a store out of step with the link; never run the wrong content.
+            return Err(Refusal::Store(format!(
+                "version {} was asked for but the store holds {}",
+                meta.id, version.meta.id
+            )));
+        }
+        let mut notes = Vec::new();
+        // The same content under another identity (say both boxes imported the same file)
+        // needs no dataplane swap, only the identity.
+        let same_content = version.meta.id.hash == self.current.meta.id.hash;
+        if !same_content {
+            let report = self
+                .dataplane
+                .apply(Arc::new(version.shared.clone()))
+                .await
+                .map_err(|e| Refusal::Dataplane(e.to_string()))?;
+            notes = describe(&report);
+        }
+        if let Err(e) = self.store.set_current(&version.meta.id) {
+            if !same_content {
+                let old = Arc::new(self.current.shared.clone());
+                if let Err(back) = self.dataplane.apply(old).await {
+                    tracing::error!(error = %back, "could not return the dataplane to the current config after a failed store update");
+                }
+            }
+            return Err(Refusal::Store(e.to_string()));
+        }
+        self.current = version;
+        notes.extend(
+            self.pair
+                .apply_shared(&self.node, &self.current.shared, &self.dataplane)
+                .await,
+        );
+        Ok(Applied {
+            version: self.current.meta.id.clone(),
+            changed: !same_content,
+            notes,
+        })
     }
 
     /// Re-reads the config file (SIGHUP, `tandemctl reload`): a changed shared part is
