@@ -40,9 +40,22 @@ pub struct VirtualRouter {
     step_down: Option<StepDownCause>,
     /// Preempt_Mode takes effect from this time on (the preempt delay extension).
     preempt_from: Option<Instant>,
+    /// A lower-priority router claimed Master: announce the addresses again after the next
+    /// advert (see `master_receives`), and when that was last done.
+    reannounce: Reannounce,
     group: GroupLink,
     actions: VecDeque<Action>,
 }
+
+/// The re-announcement after a lower-priority Master was heard.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reannounce {
+    pending: bool,
+    last: Option<Instant>,
+}
+
+/// At most one re-announcement per this long, whatever a misbehaving peer sends.
+const REANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a [`SyncGroup`](crate::SyncGroup) needs from a member.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,6 +84,7 @@ impl VirtualRouter {
             timers: Timers::default(),
             step_down: None,
             preempt_from: None,
+            reannounce: Reannounce::default(),
             group: GroupLink::default(),
             actions: VecDeque::new(),
         })
@@ -171,6 +185,12 @@ impl VirtualRouter {
                         self.priority()
                     };
                     self.send_advert(now, priority);
+                    if std::mem::take(&mut self.reannounce.pending) && self.step_down.is_none() {
+                        self.reannounce.last = Some(now);
+                        self.actions.push_back(Action::SendGratuitous(
+                            self.config.virtual_addresses.clone(),
+                        ));
+                    }
                 }
                 if fire(&mut self.timers.garp_repeat, now) {
                     self.actions.push_back(Action::SendGratuitous(
@@ -279,8 +299,19 @@ impl VirtualRouter {
                 priority: advert.priority,
             };
             self.leave_master(now, reason, advert.max_advert_interval);
+        } else if self
+            .reannounce
+            .last
+            .is_none_or(|last| now.duration_since(last) >= REANNOUNCE_EVERY)
+        {
+            // "else ... Discard ADVERTISEMENT" — and the protocol is satisfied: our next
+            // advert makes that router a Backup again. But it took the addresses for a
+            // moment and announced them, so clients may now send to its MAC, which is about
+            // to stop answering for them. Announce them again right after that advert (not
+            // now: its own announcement may still be on the wire), as keepalived's
+            // `garp_lower_prio_repeat` does. Outside VRRP's messages: no protocol deviation.
+            self.reannounce.pending = true;
         }
-        // "else ... Discard ADVERTISEMENT".
     }
 
     fn preempts(&self, now: Instant) -> bool {
@@ -880,6 +911,50 @@ pub(crate) mod tests {
         assert_eq!(router.state(), State::Master);
         assert!(drain(&mut router).is_empty());
         assert_eq!(router.poll_timeout(), timer);
+    }
+
+    #[test]
+    fn a_master_that_heard_a_lower_priority_master_announces_again_after_its_next_advert() {
+        let t0 = origin();
+        let (mut router, since) = master(config(100), t0);
+        router
+            .handle_advert(since, ip(PEER), &advert(99, SECOND))
+            .unwrap();
+        let at = router.poll_timeout().unwrap();
+        router.handle_timeout(at);
+        let actions = drain(&mut router);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::SendAdvert(_), Action::SendGratuitous(_)]
+            ),
+            "{actions:?}"
+        );
+        // Once: the next advert goes out alone.
+        let at = router.poll_timeout().unwrap();
+        router.handle_timeout(at);
+        assert!(matches!(
+            drain(&mut router).as_slice(),
+            [Action::SendAdvert(_)]
+        ));
+        // A peer that keeps claiming gets at most one re-announcement a second.
+        let mut announced = 0;
+        let mut now = at;
+        while now < at + Duration::from_millis(2500) {
+            router
+                .handle_advert(now, ip(PEER), &advert(99, SECOND))
+                .unwrap();
+            now = router.poll_timeout().unwrap();
+            router.handle_timeout(now);
+            announced += drain(&mut router)
+                .iter()
+                .filter(|a| matches!(a, Action::SendGratuitous(_)))
+                .count();
+        }
+        assert!(
+            (2..=3).contains(&announced),
+            "{announced} re-announcements in 2.5 s"
+        );
     }
 
     #[test]
