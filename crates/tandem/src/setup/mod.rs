@@ -80,13 +80,49 @@ pub fn load_appliance(paths: &Paths) -> anyhow::Result<Option<Appliance>> {
     Ok(Some(a))
 }
 
-/// tandemd's node part, made from the settings. A DHCP box listens on every address of the
-/// port; the firewall admits it on the management interface only.
-pub fn node_config(a: &Appliance) -> NodeConfig {
+/// VRRP priorities the wizard's HA role gives every router: the primary is meant to be active.
+pub const PRIMARY_PRIORITY: u8 = 200;
+pub const SECONDARY_PRIORITY: u8 = 100;
+
+/// tandemd's node part, made from the settings and the shared part it will run with. A DHCP
+/// box listens on every address of the port; the firewall admits it on the management
+/// interface only.
+///
+/// A box whose HA role is primary or secondary places every router of `shared.vrrp` on its
+/// (first) data interface, with priority [`PRIMARY_PRIORITY`] or [`SECONDARY_PRIORITY`], and
+/// the peer's address in `peers` where it is of the router's family (an IPv6 router needs the
+/// peer's link-local address, which the wizard does not ask: any source is heard there). The
+/// shared routers (VRID, VIPs, interval, preemption) come with the shared config; when its
+/// routers change, the supervisor rewrites this part and restarts tandemd
+/// ([`refresh_node_part`]). A standalone box places none.
+pub fn node_config(a: &Appliance, shared: &SharedConfig) -> NodeConfig {
     let ip = match &a.management.address {
         Addressing::Static(n) => n.addr(),
         Addressing::Dhcp => std::net::Ipv4Addr::UNSPECIFIED.into(),
     };
+    let priority = match a.ha.role {
+        settings::Role::Standalone => None,
+        settings::Role::Primary => Some(PRIMARY_PRIORITY),
+        settings::Role::Secondary => Some(SECONDARY_PRIORITY),
+    };
+    let mut vrrp = tandem_config::VrrpNode::default();
+    if let (Some(priority), Some(data)) = (priority, a.data.as_ref()) {
+        for r in &shared.vrrp.routers {
+            let v6 = r.vips.first().is_some_and(|v| v.addr().is_ipv6());
+            let peers =
+                a.ha.peer
+                    .filter(|p| !v6 && p.is_ipv4())
+                    .into_iter()
+                    .collect();
+            vrrp.routers.push(tandem_config::RouterPlacement {
+                router: r.name.clone(),
+                interface: data.interface.clone(),
+                priority,
+                peers,
+                unicast: false,
+            });
+        }
+    }
     NodeConfig {
         name: a.hostname.clone(),
         management: Management {
@@ -95,16 +131,14 @@ pub fn node_config(a: &Appliance) -> NodeConfig {
             key_file: None,
             metrics: MetricsAccess::default(),
         },
-        // Phase 2: the wizard's HA answers place the shared routers here (docs/image.md).
-        vrrp: Default::default(),
+        vrrp: Box::new(vrrp),
         sync: None,
     }
 }
 
-/// The text of `tandem.yaml`: the node part from the settings, the shared part kept from the
-/// existing file (or empty). Checked with tandem-config's own parser before it is returned.
-pub fn render_tandem_config(a: &Appliance, existing: Option<&str>) -> anyhow::Result<String> {
-    let shared = match existing {
+/// The shared part an existing `tandem.yaml` holds (empty when there is none).
+fn file_shared(existing: Option<&str>) -> SharedConfig {
+    match existing {
         Some(text) => match tandem_config::parse(text, None) {
             Ok(c) => c.shared,
             Err(_) => tandem_config::parse_shared_document(text)
@@ -112,22 +146,62 @@ pub fn render_tandem_config(a: &Appliance, existing: Option<&str>) -> anyhow::Re
                 .unwrap_or_default(),
         },
         None => SharedConfig::default(),
-    };
+    }
+}
+
+/// The text of `tandem.yaml`: the node part from the settings, the shared part kept from the
+/// existing file (or empty). Checked with tandem-config's own parser before it is returned.
+pub fn render_tandem_config(a: &Appliance, existing: Option<&str>) -> anyhow::Result<String> {
+    render_with_shared(a, file_shared(existing))
+}
+
+fn render_with_shared(a: &Appliance, shared: SharedConfig) -> anyhow::Result<String> {
     let config = Config {
         schema: tandem_config::SCHEMA_VERSION,
-        node: node_config(a),
+        node: node_config(a, &shared),
         shared,
     };
     let body = serde_saphyr::to_string(&config).context("cannot write the config as YAML")?;
     let text = format!(
         "# tandemd's config, written by tandem-setup from /config/appliance.yaml.\n\
-         # The node part is rewritten when the settings change on the console; the shared part\n\
-         # (services, pools, …) is committed to the store by `tandemctl apply` and the console.\n{body}"
+         # The node part is rewritten when the settings change on the console, and when the\n\
+         # committed config's VRRP routers change (an HA box places each on its data interface);\n\
+         # the shared part (services, pools, …) is committed to the store by `tandemctl apply`\n\
+         # and the console.\n{body}"
     );
     if let Err(d) = tandem_config::parse(&text, None) {
         anyhow::bail!("the settings make an invalid tandemd config:\n{d}");
     }
     Ok(text)
+}
+
+/// Keeps `tandem.yaml`'s node part in step with the committed shared config: when the node
+/// part the settings make for the store's current version differs from the file's (on an HA
+/// box: the shared VRRP routers were added, renamed or removed), rewrites the file with that
+/// node part and the current version as its shared part, and returns `true`: tandemd must
+/// restart, as node settings take effect at start. The file's shared part then equals the
+/// store's current version, so tandemd's import of it at start commits nothing new.
+pub fn refresh_node_part(paths: &Paths) -> anyhow::Result<bool> {
+    let Some(a) = load_appliance(paths)? else {
+        return Ok(false);
+    };
+    let Ok(store) = tandem_config::store::Store::open(&paths.config_dir) else {
+        return Ok(false);
+    };
+    let Ok(Some(current)) = store.current() else {
+        return Ok(false);
+    };
+    let path = paths.tandem_config();
+    let file_node = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| tandem_config::parse(&t, None).ok())
+        .map(|c| c.node);
+    if file_node.as_ref() == Some(&node_config(&a, &current.shared)) {
+        return Ok(false);
+    }
+    let text = render_with_shared(&a, current.shared)?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(true)
 }
 
 /// Writes confirmed answers, each file atomically: the password, tandemd's config, then the
@@ -335,6 +409,7 @@ fn supervise(paths: &Paths, tandemd: PathBuf, watchdog: PathBuf) -> anyhow::Resu
     let p1 = paths.clone();
     let p2 = paths.clone();
     let p3 = paths.clone();
+    let p4 = paths.clone();
     let opts = supervisor::Options {
         tandemd,
         config_file: paths.tandem_config(),
@@ -344,6 +419,7 @@ fn supervise(paths: &Paths, tandemd: PathBuf, watchdog: PathBuf) -> anyhow::Resu
         ring: paths.ring(),
         pid_file: paths.supervisor_pid(),
         refresh_firewall: Box::new(move || load_firewall(&p1).err().map(|e| format!("{e:#}"))),
+        refresh_node: Box::new(move || refresh_node_part(&p4).map_err(|e| format!("{e:#}"))),
         firewall_inputs: Box::new(move || firewall_inputs(&p2)),
         ntp_servers: Box::new(move || {
             load_appliance(&p3)
@@ -630,6 +706,86 @@ mod tests {
         let c = tandem_config::parse(&text, None).unwrap();
         assert_eq!(c.node.name, "lb-a");
         assert_eq!(c.shared.services[0].name, "web");
+    }
+
+    const WITH_ROUTER: &str = "schema: 1\nshared:\n  vrrp:\n    routers:\n      - { name: front, vrid: 10, vips: [10.0.0.100/24] }\n      - { name: front6, vrid: 10, vips: ['fe80::1/64', '2001:db8::100/64'] }\n";
+
+    #[test]
+    fn an_ha_box_places_every_shared_router_on_its_data_interface() {
+        let shared = tandem_config::parse_shared_document(WITH_ROUTER)
+            .unwrap()
+            .shared;
+        let mut a = sample();
+        let node = node_config(&a, &shared);
+        assert_eq!(node.vrrp.routers.len(), 2);
+        let front = &node.vrrp.routers[0];
+        assert_eq!(
+            (
+                front.router.as_str(),
+                front.interface.as_str(),
+                front.priority
+            ),
+            ("front", "eth1", PRIMARY_PRIORITY)
+        );
+        assert_eq!(
+            front.peers,
+            vec!["10.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        // IPv6 adverts come from link-local addresses, which the wizard does not ask.
+        assert!(node.vrrp.routers[1].peers.is_empty());
+        a.ha.role = settings::Role::Secondary;
+        assert_eq!(
+            node_config(&a, &shared).vrrp.routers[0].priority,
+            SECONDARY_PRIORITY
+        );
+        a.ha.role = settings::Role::Standalone;
+        assert!(node_config(&a, &shared).vrrp.routers.is_empty());
+        // Without shared routers an HA box places none (and the file stays valid).
+        a.ha.role = settings::Role::Primary;
+        assert!(node_config(&a, &SharedConfig::default()).vrrp.is_empty());
+    }
+
+    #[test]
+    fn the_node_part_follows_the_committed_routers() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().join("config"),
+            run_dir: dir.path().join("run"),
+        };
+        let answers = wizard::Answers {
+            appliance: sample(),
+            password: Some("Rack-42-Blue".into()),
+        };
+        commit(&paths, &answers).unwrap();
+        // Nothing committed yet: nothing to do.
+        assert!(!refresh_node_part(&paths).unwrap());
+        let store = tandem_config::store::Store::open(&paths.config_dir).unwrap();
+        let info = || tandem_config::store::CommitInfo {
+            author: "t".into(),
+            reason: "t".into(),
+            node: "lb-a".into(),
+        };
+        store.commit(&SharedConfig::default(), info()).unwrap();
+        assert!(!refresh_node_part(&paths).unwrap(), "no router: unchanged");
+        let shared = tandem_config::parse_shared_document(WITH_ROUTER)
+            .unwrap()
+            .shared;
+        store.commit(&shared, info()).unwrap();
+        assert!(
+            refresh_node_part(&paths).unwrap(),
+            "a router came: rewritten"
+        );
+        let c = tandem_config::load_file(&paths.tandem_config()).unwrap();
+        assert_eq!(c.node.vrrp.routers.len(), 2);
+        assert_eq!(c.shared, shared);
+        assert!(!refresh_node_part(&paths).unwrap(), "in step: unchanged");
+        store.commit(&SharedConfig::default(), info()).unwrap();
+        assert!(
+            refresh_node_part(&paths).unwrap(),
+            "routers gone: rewritten"
+        );
+        let c = tandem_config::load_file(&paths.tandem_config()).unwrap();
+        assert!(c.node.vrrp.routers.is_empty());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Options {
     /// Called when the committed config or the settings may have changed (reloads the
     /// firewall); returns a problem to log, if any.
     pub refresh_firewall: Box<dyn FnMut() -> Option<String>>,
+    /// Called with the firewall's refresh: rewrites tandemd's node part when the committed
+    /// config's VRRP routers call for another one; `Ok(true)` restarts tandemd.
+    pub refresh_node: Box<dyn FnMut() -> Result<bool, String>>,
     /// A key that changes when the firewall's inputs change.
     pub firewall_inputs: Box<dyn Fn() -> Vec<u8>>,
     /// The NTP servers of the settings (read each time: the console may change them).
@@ -338,6 +341,26 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                 // Firewall in step with the committed config and the settings.
                 let key = (opts.firewall_inputs)();
                 if firewall_key.as_ref() != Some(&key) {
+                    // The node part first: an HA box places the committed VRRP routers.
+                    match (opts.refresh_node)() {
+                        Ok(true) => {
+                            let msg = "the committed VRRP routers changed: node part rewritten, restarting tandemd";
+                            println!("supervisor: {msg}");
+                            let _ = ring.note("supervisor", msg);
+                            if let Some(c) = child.as_mut() {
+                                stop(c, Duration::from_secs(15)).await;
+                            }
+                            child = None;
+                            healthy_since = None;
+                            killed_at = None;
+                            backoff.reset();
+                            restart_at = Some(Instant::now());
+                        }
+                        Ok(false) => {}
+                        Err(problem) => {
+                            let _ = ring.note("supervisor", &format!("node part: {problem}"));
+                        }
+                    }
                     if let Some(problem) = (opts.refresh_firewall)() {
                         let _ = ring.note("supervisor", &format!("firewall: {problem}"));
                     }
