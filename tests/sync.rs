@@ -45,6 +45,8 @@ struct Shared {
     web1_state: &'static str,
     /// Extra services (to make versions differ), each a TCP service on the VIP.
     extra_ports: Vec<u16>,
+    /// `shared.users`: (name, argon2id hash), each an admin; none by default.
+    admins: Vec<(String, String)>,
 }
 
 impl Shared {
@@ -52,6 +54,7 @@ impl Shared {
         Shared {
             web1_state: "enabled",
             extra_ports: Vec::new(),
+            admins: Vec::new(),
         }
     }
 
@@ -101,10 +104,17 @@ impl Shared {
             w2 = WEB[1],
             s1 = self.web1_state,
         );
-        let certificates = format!(
+        let mut certificates = format!(
             "  certificates:\n    - {{ name: lab, cert_file: {d}/lab.crt, key_file: {d}/lab.key }}\n",
             d = tls.display()
         );
+        if !self.admins.is_empty() {
+            certificates += "  users:\n";
+            for (name, hash) in &self.admins {
+                certificates +=
+                    &format!("    - {{ name: {name}, role: admin, password_hash: '{hash}' }}\n");
+            }
+        }
         PairOptions {
             sync: Some(pins.clone()),
             http_backends: true,
@@ -841,5 +851,227 @@ fn a_graceful_stop_hands_the_vip_over_then_says_goodbye_on_the_link() {
     assert!(
         handover < stopping,
         "the VIPs went after the dataplane:\n{log}"
+    );
+}
+
+// Users ---------------------------------------------------------------------------------------
+
+/// An argon2id hash of `password` from `tandemctl hash-password` (which reads it on stdin).
+fn hash_password(password: &str) -> String {
+    let mut child = std::process::Command::new(tandem_lab::bins::tandemctl())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tandemctl hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+    let out = child.wait_with_output().expect("tandemctl hash-password");
+    assert!(
+        out.status.success(),
+        "tandemctl hash-password failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        hash.starts_with("$argon2id$"),
+        "not an argon2id hash: {hash}"
+    );
+    hash
+}
+
+/// A reply of box `i`'s console to curl from the client.
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// `curl ARGS` from the client against box `i`'s console (`https://BOX:9443PATH`, self-signed:
+/// -k), with cookie jar `jar` read and written.
+fn console(client: &Netns, dir: &Path, jar: &Path, i: usize, path: &str, args: &[&str]) -> Reply {
+    let head = dir.join("head");
+    let body = dir.join("body");
+    let _ = std::fs::remove_file(&head);
+    let _ = std::fs::remove_file(&body);
+    let out = client
+        .command("curl")
+        .args(["-sk", "--max-time", "20", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&head)
+        .arg("-b")
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(format!("https://{}:9443{path}", BOX_ADDR[i]))
+        .output()
+        .expect("run curl");
+    Reply {
+        status: String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&head).unwrap_or_default(),
+        body: std::fs::read_to_string(&body).unwrap_or_default(),
+    }
+}
+
+/// The login form's CSRF token in the page.
+fn login_csrf(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF token in the login page:\n{html}"))
+        + marker.len();
+    html[at..at + html[at..].find('"').expect("end of the token")].to_owned()
+}
+
+/// GET /login (for the login cookie and its token), then POST /login with a fresh jar on box
+/// `i`'s console: the POST's reply.
+fn console_login(client: &Netns, dir: &Path, jar: &Path, i: usize, user: &str, pw: &str) -> Reply {
+    let _ = std::fs::remove_file(jar);
+    let page = console(client, dir, jar, i, "/login", &[]);
+    assert_eq!(
+        page.status, 200,
+        "GET /login on {}: {}",
+        BOX_NAME[i], page.body
+    );
+    let csrf = login_csrf(&page.body);
+    console(
+        client,
+        dir,
+        jar,
+        i,
+        "/login",
+        &[
+            "--data-urlencode",
+            &format!("username={user}"),
+            "--data-urlencode",
+            &format!("password={pw}"),
+            "--data-urlencode",
+            &format!("csrf={csrf}"),
+            "--data-urlencode",
+            "next=/",
+        ],
+    )
+}
+
+/// The value of the session cookie a reply sets, if any (and not a clearing one).
+fn session_cookie(headers: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("set-cookie") {
+            return None;
+        }
+        let v = value.trim().strip_prefix("__Host-tandem_session=")?;
+        let v = v.split(';').next().unwrap_or("").trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    })
+}
+
+#[test]
+fn an_admin_created_on_the_active_logs_in_on_the_passive_after_a_kill_9_failover() {
+    const USER: &str = "newadmin";
+    const PASSWORD: &str = "Sync-Failover-Admin-77";
+    let mut s = SyncLab::running(&Shared::new(), |o| o.management_on_box = true);
+    let client_dir = s.files.path().join("curl");
+    std::fs::create_dir_all(&client_dir).expect("a dir for curl's files");
+    let jar = client_dir.join("jar");
+
+    // Before: lb-b's console answers, and the user does not exist there.
+    let before = console_login(&s.lab.client, &client_dir, &jar, B, USER, PASSWORD);
+    assert_eq!(
+        before.status, 401,
+        "{USER} could log in on lb-b before it was created: {}{}",
+        before.headers, before.body
+    );
+    assert!(session_cookie(&before.headers).is_none());
+
+    // Create the admin on the active box: a shared config version with the user.
+    let hash = hash_password(PASSWORD);
+    let with_user = Shared {
+        admins: vec![(USER.to_owned(), hash)],
+        ..Shared::new()
+    };
+    let old = s.version(B);
+    let start = Instant::now();
+    s.apply_ok(A, &with_user);
+    let applied = start.elapsed();
+    let want = s.version(A);
+    assert_ne!(want, old, "the apply made no new version");
+    let present = wait_for(
+        "lb-b to run lb-a's version with the new user",
+        Duration::from_secs(10),
+        || (s.version(B) == want).then(|| start.elapsed()),
+    );
+    eprintln!(
+        "(users) apply on lb-a returned after {applied:?}; {USER} present on lb-b (version {}) {present:?} after the apply began ({:?} after it returned)",
+        version_text(&want),
+        present.saturating_sub(applied)
+    );
+
+    // kill -9 of the active; lb-b takes over.
+    let _dir = s.lab.crash(A);
+    let took = s.lab.wait_active(B, TAKEOVER, "lb-b after lb-a was killed");
+    eprintln!("(users) lb-b active {took:?} after the kill");
+    assert_eq!(s.version(B), want, "lb-b lost the version with the user");
+
+    // The new admin logs in on lb-b's console.
+    let login = console_login(&s.lab.client, &client_dir, &jar, B, USER, PASSWORD);
+    assert_eq!(
+        login.status, 303,
+        "{USER}'s login on lb-b failed: {}{}",
+        login.headers, login.body
+    );
+    let location = login
+        .headers
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("location")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    assert_eq!(location, "/", "{}", login.headers);
+    let cookie = session_cookie(&login.headers)
+        .unwrap_or_else(|| panic!("no session cookie: {}", login.headers));
+    assert!(cookie.len() >= 16, "a short session cookie: {cookie}");
+    let status = console(&s.lab.client, &client_dir, &jar, B, "/api/v1/status", &[]);
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status: Value = serde_json::from_str(&status.body).expect("status is JSON");
+    assert_eq!(status["node"], "lb-b", "{status:#}");
+    eprintln!(
+        "(users) {USER} logged in on lb-b ({} now) and read /api/v1/status",
+        s.lab.role(B)
+    );
+
+    // A wrong password for that user fails: no session.
+    let wrong = console_login(
+        &s.lab.client,
+        &client_dir,
+        &jar,
+        B,
+        USER,
+        "not-the-password",
+    );
+    assert_eq!(
+        wrong.status, 401,
+        "a wrong password was accepted: {}{}",
+        wrong.headers, wrong.body
+    );
+    assert!(
+        session_cookie(&wrong.headers).is_none(),
+        "{}",
+        wrong.headers
+    );
+    let status = console(&s.lab.client, &client_dir, &jar, B, "/api/v1/status", &[]);
+    assert_eq!(
+        status.status, 401,
+        "the failed login's jar reads the API: {}",
+        status.body
     );
 }

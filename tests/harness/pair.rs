@@ -128,6 +128,9 @@ pub struct PairOptions {
     /// `node.management.metrics.allow`: a network that may scrape `/metrics` without a token
     /// (e.g. `127.0.0.1/32`); none by default.
     pub metrics_allow: Option<String>,
+    /// `node.management.listen` on the box's own address (`BOX_ADDR[i]:9443`, reachable from
+    /// the client) instead of `127.0.0.1:9443`; off by default.
+    pub management_on_box: bool,
 }
 
 impl Default for PairOptions {
@@ -144,6 +147,7 @@ impl Default for PairOptions {
             shared_extra: String::new(),
             http_backends: false,
             metrics_allow: None,
+            management_on_box: false,
         }
     }
 }
@@ -176,6 +180,11 @@ impl PairOptions {
             .as_ref()
             .map(|net| format!("    metrics: {{ allow: ['{net}'] }}\n"))
             .unwrap_or_default();
+        let management = if self.management_on_box {
+            BOX_ADDR[i]
+        } else {
+            "127.0.0.1"
+        };
         let sync = self
             .sync
             .as_ref()
@@ -187,7 +196,7 @@ schema: 1
 node:
   name: {name}
   management:
-    listen: 127.0.0.1:9443
+    listen: {management}:9443
 {metrics}  vrrp:
     routers:
       - {{ router: front, interface: eth0, priority: {priority} }}
