@@ -497,8 +497,11 @@ fn the_console_on_a_real_pair() {
             "not_a_server_error",
             "-n",
             "10",
+            // One worker: with two threads, CPython 3.11's `ast.parse` (which hypothesis
+            // calls to describe its filters) can fail with "AST constructor recursion depth
+            // mismatch", a crash of the tool that says nothing about the API.
             "-w",
-            "2",
+            "1",
             "--request-timeout",
             "10",
             "--exclude-path",
