@@ -6,7 +6,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The SHA-256 of a certificate's DER encoding.
@@ -73,8 +73,8 @@ impl Identity {
         }
         let (id, cert_pem, key_pem) = Self::generate_pem(node)?;
         fs::create_dir_all(cert_path.parent().expect("a directory"))?;
-        write_atomically(&key_path, key_pem.as_bytes(), 0o600)?;
-        write_atomically(&cert_path, cert_pem.as_bytes(), 0o644)?;
+        tandem_config::store::write_atomic_with_mode(&key_path, key_pem.as_bytes(), 0o600)?;
+        tandem_config::store::write_atomic_with_mode(&cert_path, cert_pem.as_bytes(), 0o644)?;
         tracing::info!(path = %cert_path.display(), fingerprint = %id.fingerprint, "sync: generated this box's certificate");
         Ok(id)
     }
@@ -130,33 +130,6 @@ impl Identity {
         };
         Ok((id, cert.pem(), key.serialize_pem()))
     }
-}
-
-/// Write to a temporary file beside `path` with `mode`, fsync, rename, fsync the directory.
-fn write_atomically(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 /// The chain and key for `service`, from `state_dir` or newly made. `names`: SAN entries (DNS
 /// names or IP addresses).
@@ -38,38 +38,13 @@ pub fn load_or_generate(
     );
     let cert = params.self_signed(&key).map_err(invalid)?;
     fs::create_dir_all(&dir)?;
-    write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    tandem_config::store::write_atomic_with_mode(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    tandem_config::store::write_atomic_with_mode(&cert_path, cert.pem().as_bytes(), 0o644)?;
     tracing::info!(service, path = %cert_path.display(), "generated a self-signed certificate");
     Ok((
         vec![cert.der().clone()],
         PrivateKeyDer::Pkcs8(key.serialize_der().into()),
     ))
-}
-
-/// Write to a temporary file beside `path`, fsync, rename over `path`, fsync the directory.
-pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    fs::File::open(&dir)?.sync_all()
 }
 
 #[cfg(test)]
