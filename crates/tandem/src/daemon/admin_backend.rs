@@ -14,7 +14,7 @@
 //!   certificate expiring, sync link down or lagging, watched once a second.
 
 use super::Daemon;
-use super::running_config::Refusal;
+use super::running_config::{Refusal, RunningConfig};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,9 +51,12 @@ impl AdminBackend {
         }
     }
 
-    fn is_writer(&self) -> Result<(), String> {
-        if let Some(sync) = &self.sync {
-            return sync.pair().borrow().check_edit().map_err(|e| e.message);
+    /// Whether this box may change the shared config: the sync link's view when there is one
+    /// (the check every edit path shares, [`RunningConfig::check_writer`]); without it, the
+    /// console still refuses edits on a passive box, by the heartbeat's role.
+    fn is_writer(&self, running: &RunningConfig) -> Result<(), String> {
+        if self.sync.is_some() {
+            return running.check_writer().map_err(|e| e.to_string());
         }
         if self.daemon.pair.role_name() == "passive" {
             let active = self
@@ -212,8 +215,8 @@ impl Backend for AdminBackend {
         shared: SharedConfig,
         change: &Change,
     ) -> Result<VersionMeta, CommitError> {
-        self.is_writer().map_err(CommitError::Passive)?;
         let mut running = self.daemon.running.lock().await;
+        self.is_writer(&running).map_err(CommitError::Passive)?;
         let config = Config {
             schema: SCHEMA_VERSION,
             node: running.node().clone(),
