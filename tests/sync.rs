@@ -441,20 +441,7 @@ fn a_config_applied_on_the_active_runs_on_the_passive_and_the_passive_refuses_ed
         )
         .into_owned()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut metrics = scrape();
-    // Whole lines: the HELP text of a metric contains its name followed by words.
-    let same = |m: &str| m.lines().any(|l| l == "tandem_sync_config_same 1");
-    while !same(&metrics) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        metrics = scrape();
-    }
-    assert!(
-        metrics.lines().any(|l| l == "tandem_sync_peer_connected 1"),
-        "/metrics lacks the link: {}",
-        &metrics[..metrics.len().min(2000)]
-    );
-    for line in [
+    let expected = [
         "tandem_sync_config_same 1".to_owned(),
         format!(
             "tandem_sync_info{{fingerprint=\"{}\",peer_fingerprint=\"{}\",peer=\"{}:{SYNC_PORT}\"}} 1",
@@ -466,9 +453,24 @@ fn a_config_applied_on_the_active_runs_on_the_passive_and_the_passive_refuses_ed
             &want["hash"].as_str().unwrap_or("")[..8],
             want["n"]
         ),
-    ] {
+    ];
+    // Poll until every expected line is there: `config_same 1` alone also held before the
+    // apply (both boxes on the first version), so it cannot tell a fresh scrape from an old one.
+    let has = |m: &str, line: &str| m.lines().any(|l| l == line);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut metrics = scrape();
+    while !expected.iter().all(|line| has(&metrics, line)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = scrape();
+    }
+    assert!(
+        metrics.lines().any(|l| l == "tandem_sync_peer_connected 1"),
+        "/metrics lacks the link: {}",
+        &metrics[..metrics.len().min(2000)]
+    );
+    for line in &expected {
         assert!(
-            metrics.lines().any(|l| l == line),
+            has(&metrics, line),
             "/metrics lacks {line:?}:\n{}\nlb-b's link now: {:#}",
             metrics
                 .lines()
