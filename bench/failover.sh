@@ -8,6 +8,15 @@
 #   bench/failover.sh --soak              # 10 minutes of wrk through the VIP at 10 ms adverts:
 #                                         # no failover allowed (FAILOVER_SOAK_SECONDS=600)
 #
+# The soak places the two boxes as two machines would have them (on a machine of 2 CPUs or
+# more): lb-b (the passive box) runs on the last CPU; lb-a, wrk and the web servers on the
+# others. Receive packet steering (RPS) puts the kernel's processing of every frame lb-a sends
+# and every frame lb-b receives on lb-b's CPU too — the work a switch and the other box's NIC
+# do. Without it the bridge forwards lb-a's adverts on the CPU that wrk and lb-a saturate,
+# where the kernel defers packet processing to ksoftirqd behind the load, and an advert reaches
+# the idle box more than Master_Down_Interval late: a lab artefact, not the heartbeat waiting
+# on the dataplane (docs/performance.md).
+#
 # The lab, in network namespaces named after this script's PID (removed on exit, also on
 # Ctrl-C; every process is stopped by its PID):
 #
@@ -208,12 +217,14 @@ seconds() {  # 10ms -> 0.01, 1s -> 1
 }
 
 INTERVAL=
+# CPU placement (--soak only): `taskset -c LIST` per box; empty runs anywhere.
+CPUS=([0]= [1]=)
 start_box() {  # start_box BOX
     local i=$1 dir="$WORK/${BOX[$1]}"
     mkdir -p "$dir"
     if [[ $KIND == tandem ]]; then
         tandem_config "$i" "$INTERVAL" >"$dir/tandem.yaml"
-        ip netns exec "$(ns "${BOX[$i]}")" "$BIN/tandemd" --config "$dir/tandem.yaml" --state-dir "$dir/state" \
+        ${CPUS[$i]:+taskset -c "${CPUS[$i]}"} ip netns exec "$(ns "${BOX[$i]}")" "$BIN/tandemd" --config "$dir/tandem.yaml" --state-dir "$dir/state" \
             --control-socket "$dir/tandemd.sock" >>"$dir/tandemd.log" 2>&1 &
         DAEMON[$i]=$!
         disown  # killed on purpose: no "Killed" notice from bash
@@ -420,8 +431,37 @@ stats() {
 sum() { awk '{ s += $1 } END { print s + 0 }' "$1"; }
 median() { stats "$1" | cut -d' ' -f1; }
 
+# soak_placement: lb-b and the frames lb-a sends on the last CPU, the rest on the others.
+soak_placement() {
+    local last=$(($(nproc) - 1)) mask pid
+    ((last >= 1)) || { echo "soak: 1 CPU: the boxes share it (no placement)"; return; }
+    CPUS=([0]="0-$((last - 1))" [1]="$last")
+    mask=$(printf '%x' $((1 << last)))
+    ip netns exec "$(ns sw)" tee /sys/class/net/pa/queues/rx-0/rps_cpus <<<"$mask" >/dev/null
+    ip netns exec "$(ns lb-b)" tee /sys/class/net/eth0/queues/rx-0/rps_cpus <<<"$mask" >/dev/null
+    for pid in "${PIDS[@]}"; do taskset -a -p -c "${CPUS[0]}" "$pid" >/dev/null; done
+    echo "soak: lb-b on CPU ${CPUS[1]} with the processing of lb-a's outgoing and lb-b's incoming" \
+        "frames (RPS); lb-a, wrk and the web servers on CPUs ${CPUS[0]}"
+}
+
+# Busy and total jiffies of lb-a's CPUs (or all), from /proc/stat: "BUSY TOTAL".
+cpu_busy() {
+    local list=${CPUS[0]:-all}
+    awk -v list="$list" '
+        BEGIN { n = split(list, r, "-"); lo = r[1]; hi = (n > 1) ? r[2] : r[1] }
+        list == "all" && $1 == "cpu" || list != "all" && $1 ~ /^cpu[0-9]+$/ &&
+            substr($1, 4) + 0 >= lo && substr($1, 4) + 0 <= hi {
+            t = 0; for (i = 2; i <= NF; i++) t += $i
+            busy += t - $5 - $6; total += t }
+        END { print busy, total }' /proc/stat
+}
+busy_percent() {  # busy_percent "B0 T0" "B1 T1"
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }'
+}
+
 soak() {
-    local n=$SOAK_CONNS before after cpu0 cpu1 pid
+    local n=$SOAK_CONNS before after cpu0 cpu1 busy0 busy1 pid
+    soak_placement
     pair_up tandem 10ms
     echo "soak: ${SOAK_SECONDS} s of wrk (${n} connections) through http://$VIP/ at 10 ms adverts"
     for i in 0 1; do
@@ -435,8 +475,10 @@ soak() {
     done | paste -sd' ')
     pid=${DAEMON[0]}
     cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-    in_ns client wrk -t2 -c"$n" -d"${SOAK_SECONDS}s" "http://$VIP/" | tee "$WORK/wrk.txt"
+    busy0=$(cpu_busy)
+    ${CPUS[0]:+taskset -c "${CPUS[0]}"} ip netns exec "$(ns client)" wrk -t2 -c"$n" -d"${SOAK_SECONDS}s" "http://$VIP/" | tee "$WORK/wrk.txt"
     cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    busy1=$(cpu_busy)
     after=$(for i in 0 1; do
         "$BIN/tandemctl" --socket "$WORK/${BOX[$i]}/tandemd.sock" status --json |
             grep -m1 '"role_changes"' | tr -dc 0-9
@@ -446,6 +488,7 @@ soak() {
     moves=$(cat "$WORK"/monitor-*.txt | grep -c "$VIP" || true)
     echo "soak: role changes before (lb-a lb-b) $before, after $after; VIP address events $moves;" \
         "lb-a's tandemd used $(awk -v t=$((cpu1 - cpu0)) -v s="$SOAK_SECONDS" 'BEGIN { printf "%.0f", t / s }') % of a core;" \
+        "CPUs busy (${CPUS[0]:-all}): $(busy_percent "$busy0" "$busy1") %;" \
         "load $(cut -d' ' -f1-3 /proc/loadavg)"
     holds 0 && ! holds 1 || die "soak: lb-a no longer holds the VIP alone"
     [[ $before == "$after" && $moves == 0 ]] || die "soak: a failover happened under load"

@@ -1077,3 +1077,58 @@ fn an_admin_created_on_the_active_logs_in_on_the_passive_after_a_kill_9_failover
         status.body
     );
 }
+
+#[test]
+fn the_console_drill_hands_over_and_back_asking_the_peer_over_the_link() {
+    const PASSWORD: &str = "Sync-Drill-Admin-31";
+    let admin = Shared {
+        admins: vec![("admin".to_owned(), hash_password(PASSWORD))],
+        ..Shared::new()
+    };
+    let s = SyncLab::running(&admin, |o| o.management_on_box = true);
+    let dir = s.files.path().join("curl");
+    std::fs::create_dir_all(&dir).expect("a dir for curl's files");
+    let jar = dir.join("jar");
+    let login = console_login(&s.lab.client, &dir, &jar, A, "admin", PASSWORD);
+    assert_eq!(login.status, 303, "{}{}", login.headers, login.body);
+    let page = console(&s.lab.client, &dir, &jar, A, "/ha", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = login_csrf(&page.body);
+
+    let start = Instant::now();
+    let drill = console(
+        &s.lab.client,
+        &dir,
+        &jar,
+        A,
+        "/api/v1/ha/drill",
+        &["-X", "POST", "-H", &format!("X-CSRF-Token: {csrf}")],
+    );
+    assert_eq!(drill.status, 200, "{}", drill.body);
+    let report: Value = serde_json::from_str(&drill.body).expect("the report is JSON");
+    eprintln!(
+        "(drill) {:?}: {}",
+        start.elapsed(),
+        report["message"].as_str().unwrap_or_default()
+    );
+    assert_eq!(report["ok"], true, "{report:#}");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "over and back: {report:#}");
+    for (step, (from, to)) in steps.iter().zip([("lb-a", "lb-b"), ("lb-b", "lb-a")]) {
+        assert_eq!(
+            (step["from"].as_str(), step["to"].as_str()),
+            (Some(from), Some(to))
+        );
+        assert!(step["probes"].as_u64().unwrap() > 20, "{report:#}");
+        assert!(step["gap_ms"].as_u64().unwrap() < 1000, "{report:#}");
+    }
+    // lb-a holds the VIP again, lb-b is passive, and lb-b's audit log says who asked.
+    assert_eq!(s.lab.role(A), "active");
+    assert_eq!(s.lab.role(B), "passive");
+    let log = s.lab.daemon(B).log();
+    assert!(
+        log.contains("the peer asks this box to hand over")
+            && log.contains("failover drill started on lb-a"),
+        "lb-b's log:\n{log}"
+    );
+}

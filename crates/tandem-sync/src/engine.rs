@@ -138,6 +138,11 @@ pub enum Action {
     Peer(PeerInfo),
     /// Drop the connection (after writing what [`Engine::poll_transmit`] still returns).
     Disconnect(CloseReason),
+    /// Active: the passive peer asks this box to hand the pair over to it. Carry it out as
+    /// `tandemctl failover` would, then answer with [`Engine::answer_handover`].
+    HandoverAsked { id: u64, reason: String },
+    /// The peer's answer to [`Engine::ask_handover`]; `refused` says why it did not.
+    HandoverAnswered { id: u64, refused: Option<String> },
 }
 
 /// What this box knows about the peer (kept after a disconnect: the last known values).
@@ -798,8 +803,87 @@ impl<S: LocalStore> Engine<S> {
                 }
             }
             Frame::Close { reason } => return Err(CloseReason::PeerClosed(reason)),
+            Frame::HandoverAsk { id, reason } => {
+                self.require_schema(wire::SCHEMA_HANDOVER, "handover_ask")?;
+                let peer_role = self.conn.as_ref().and_then(|c| c.peer_role);
+                // Only the active box hands over, and only to a peer that is passive: the
+                // peer's view of the roles may be a moment old.
+                if self.role == Role::Active && peer_role == Some(Role::Passive) {
+                    tracing::info!(%reason, "sync: the peer asks this box to hand over");
+                    self.actions.push_back(Action::HandoverAsked { id, reason });
+                } else {
+                    let why = format!(
+                        "{} is {}, {}: only an active box hands over to a passive peer",
+                        self.cfg.node,
+                        self.role.as_str(),
+                        match peer_role {
+                            Some(r) => format!("and sees the asker as {}", r.as_str()),
+                            None => "and does not know the asker's role".into(),
+                        }
+                    );
+                    self.answer_handover(id, Some(why));
+                }
+            }
+            Frame::HandoverAnswer { id, refused } => {
+                self.require_schema(wire::SCHEMA_HANDOVER, "handover_answer")?;
+                self.actions
+                    .push_back(Action::HandoverAnswered { id, refused });
+            }
         }
         Ok(())
+    }
+
+    /// A frame added in schema `since` on a link that negotiated an older one is a protocol
+    /// error: the peer sent what it agreed not to.
+    fn require_schema(&self, since: u16, kind: &str) -> Result<(), CloseReason> {
+        match self.conn.as_ref().and_then(|c| c.schema) {
+            Some(s) if s >= since => Ok(()),
+            s => Err(CloseReason::Protocol(format!(
+                "{kind} frame on a link of sync schema {}, it needs {since}",
+                s.unwrap_or(0)
+            ))),
+        }
+    }
+
+    // ---- handover requests -------------------------------------------------------------
+
+    /// Passive: asks the active peer to hand the pair over to this box; the answer comes as
+    /// [`Action::HandoverAnswered`] with this `id`. `Err` says why it cannot be asked now.
+    pub fn ask_handover(&mut self, id: u64, reason: &str) -> Result<(), String> {
+        let Some(conn) = self.conn.as_mut().filter(|c| c.closing.is_none()) else {
+            return Err("the sync link to the peer is down".into());
+        };
+        let Some(schema) = conn.schema else {
+            return Err("the sync link to the peer is still starting".into());
+        };
+        if schema < wire::SCHEMA_HANDOVER {
+            return Err(format!(
+                "the peer's firmware speaks sync schema {schema} and cannot be asked to hand over: upgrade it"
+            ));
+        }
+        if self.role != Role::Passive || conn.peer_role != Some(Role::Active) {
+            return Err(format!(
+                "only the passive box asks the active one to hand over; this box is {}",
+                self.role.as_str()
+            ));
+        }
+        let frame = Frame::HandoverAsk {
+            id,
+            reason: reason.to_owned(),
+        };
+        wire::encode_frame(&frame, &mut conn.out).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Active: the answer to [`Action::HandoverAsked`] (`refused`: why not). Dropped when
+    /// the link went down meanwhile: the asker learns that from the link.
+    pub fn answer_handover(&mut self, id: u64, refused: Option<String>) {
+        if let Some(conn) = self.conn.as_mut()
+            && conn.closing.is_none()
+            && conn.schema >= Some(wire::SCHEMA_HANDOVER)
+        {
+            let _ = wire::encode_frame(&Frame::HandoverAnswer { id, refused }, &mut conn.out);
+        }
     }
 
     fn reader_mut(&mut self) -> Option<&mut Reader> {

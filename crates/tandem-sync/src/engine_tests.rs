@@ -25,6 +25,9 @@ struct Sim {
     kept: Vec<KeptBranch>,
     closed: Vec<CloseReason>,
     snapshots_taken: usize,
+    /// Handover requests from the peer, and the peer's answers to ours.
+    handovers_asked: Vec<(u64, String)>,
+    handover_answers: Vec<(u64, Option<String>)>,
     /// Bytes sent and not yet delivered (held back when the link "stalls").
     wire: Vec<u8>,
 }
@@ -78,6 +81,8 @@ impl Sim {
             kept: Vec::new(),
             closed: Vec::new(),
             snapshots_taken: 0,
+            handovers_asked: Vec::new(),
+            handover_answers: Vec::new(),
             wire: Vec::new(),
         }
     }
@@ -153,6 +158,10 @@ impl Sim {
                 Action::BranchKept(b) => self.kept.push(b),
                 Action::Peer(_) => {}
                 Action::Disconnect(r) => self.closed.push(r),
+                Action::HandoverAsked { id, reason } => self.handovers_asked.push((id, reason)),
+                Action::HandoverAnswered { id, refused } => {
+                    self.handover_answers.push((id, refused))
+                }
             }
         }
         if self.e.wants_changes() {
@@ -848,4 +857,96 @@ fn a_version_id_that_is_not_a_hash_is_malformed_not_a_panic() {
             Err(CloseReason::Malformed(_))
         ));
     }
+}
+
+// Handover requests ---------------------------------------------------------------------------
+
+#[test]
+fn the_passive_asks_the_active_to_hand_over_and_gets_its_answer() {
+    let (mut a, mut b) = pair();
+    connect(&mut a, &mut b);
+    b.e.ask_handover(7, "failover drill started on lb-b")
+        .unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(
+        a.handovers_asked,
+        vec![(7, "failover drill started on lb-b".to_owned())]
+    );
+    assert!(
+        b.handover_answers.is_empty(),
+        "no answer before the handover"
+    );
+    // tandemd hands over, then answers.
+    a.e.answer_handover(7, None);
+    pump(&mut a, &mut b);
+    assert_eq!(b.handover_answers, vec![(7, None)]);
+    // A refusal carries its reason.
+    b.e.ask_handover(8, "again").unwrap();
+    pump(&mut a, &mut b);
+    a.e.answer_handover(8, Some("this box is standalone".into()));
+    pump(&mut a, &mut b);
+    assert_eq!(
+        b.handover_answers[1],
+        (8, Some("this box is standalone".to_owned()))
+    );
+    assert!(a.closed.is_empty() && b.closed.is_empty());
+}
+
+#[test]
+fn only_a_connected_passive_box_may_ask_for_a_handover() {
+    let (mut a, mut b) = pair();
+    let down = b.e.ask_handover(1, "drill").unwrap_err();
+    assert!(down.contains("down"), "{down}");
+    connect(&mut a, &mut b);
+    let active = a.e.ask_handover(2, "drill").unwrap_err();
+    assert!(active.contains("only the passive box"), "{active}");
+    pump(&mut a, &mut b);
+    assert!(b.handovers_asked.is_empty(), "nothing was sent");
+}
+
+#[test]
+fn an_ask_reaching_a_box_that_is_not_active_is_refused_with_the_reason() {
+    let (mut a, mut b) = pair();
+    connect(&mut a, &mut b);
+    // lb-a has become passive and lb-b does not know yet: lb-b's ask crosses lb-a's news.
+    b.e.ask_handover(3, "drill").unwrap();
+    a.e.set_role(Role::Passive, a.now);
+    pump(&mut a, &mut b);
+    assert!(
+        a.handovers_asked.is_empty(),
+        "a passive box does not hand over"
+    );
+    let (id, refused) = &b.handover_answers[0];
+    assert_eq!(*id, 3);
+    let why = refused.as_deref().expect("refused");
+    assert!(why.contains("lb-a is passive"), "{why}");
+}
+
+#[test]
+fn a_handover_frame_on_a_schema_1_link_is_a_protocol_error_and_an_old_peer_is_not_asked() {
+    let t = origin();
+    let mk = |node: &str, role| {
+        let mut cfg = EngineConfig::new(node, "192.0.2.1:443");
+        cfg.speaks = Speaks::at(1);
+        Sim::with_config(cfg, role, t)
+    };
+    let (mut a, mut b) = (mk("lb-a", Role::Active), mk("lb-b", Role::Passive));
+    connect(&mut a, &mut b);
+    assert_eq!(b.e.peer().unwrap().schema, 1);
+    let old = b.e.ask_handover(1, "drill").unwrap_err();
+    assert!(old.contains("schema 1") && old.contains("upgrade"), "{old}");
+    // A peer that sends one anyway broke the agreement: the link drops, counted.
+    let mut bytes = Vec::new();
+    crate::wire::encode_frame(
+        &crate::wire::Frame::HandoverAsk {
+            id: 1,
+            reason: "drill".into(),
+        },
+        &mut bytes,
+    )
+    .unwrap();
+    let err = a.e.handle_input(&bytes, a.now).unwrap_err();
+    assert!(matches!(err, CloseReason::Protocol(_)), "{err:?}");
+    assert!(a.handovers_asked.is_empty());
+    assert_eq!(a.e.status(a.now).counters.malformed_frames, 1);
 }

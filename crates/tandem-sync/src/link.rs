@@ -17,6 +17,7 @@ use crate::local::LocalStore;
 use crate::pair::{PairView, PeerView};
 use crate::pinning;
 use crate::status::{ConfigSync, Lag, SnapshotStatus, SyncStatus};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -127,6 +128,12 @@ pub enum SyncEvent {
     PeerDisconnected {
         reason: String,
     },
+    /// The passive peer asks this (active) box to hand the pair over to it: do it as
+    /// `tandemctl failover` would, then call [`SyncHandle::answer_handover`] with `id`.
+    HandoverAsked {
+        id: u64,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -135,6 +142,8 @@ enum Command {
     ConfigRunning,
     Status(oneshot::Sender<SyncStatus>),
     Shutdown(oneshot::Sender<()>),
+    AskHandover(String, oneshot::Sender<Result<(), String>>),
+    AnswerHandover(u64, Option<String>),
 }
 
 /// The running link. Dropping it does not stop the task; call [`SyncHandle::shutdown`].
@@ -181,6 +190,23 @@ impl SyncHandle {
     /// This box now runs the store's current version (after a `VersionReceived`).
     pub fn config_running(&self) {
         let _ = self.cmds.send(Command::ConfigRunning);
+    }
+
+    /// Passive: asks the active peer to hand the pair over to this box, and waits for its
+    /// answer — `Ok` once it has handed over (this box is then becoming active), `Err` with
+    /// the peer's reason, or why it could not be asked (link down, older peer firmware).
+    pub async fn ask_handover(&self, reason: &str) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::AskHandover(reason.to_owned(), tx))
+            .map_err(|_| "the sync link has stopped".to_owned())?;
+        rx.await
+            .unwrap_or_else(|_| Err("the sync link has stopped".into()))
+    }
+
+    /// The answer to a [`SyncEvent::HandoverAsked`]: `None` when this box handed over.
+    pub fn answer_handover(&self, id: u64, refused: Option<String>) {
+        let _ = self.cmds.send(Command::AnswerHandover(id, refused));
     }
 
     /// Role and peer, for refusing config edits on the passive box ([`PairView::check_edit`]).
@@ -309,6 +335,8 @@ impl SyncLink {
             out: None,
             done: None,
             pending: None,
+            handovers: HashMap::new(),
+            next_handover: 1,
         };
         tasks.push(tokio::spawn(task.run(cmd_rx, incoming_rx)));
         Ok(SyncHandle {
@@ -498,6 +526,9 @@ struct Task<S: LocalStore> {
     out: Option<mpsc::Sender<Vec<u8>>>,
     done: Option<oneshot::Sender<()>>,
     pending: Option<Vec<u8>>,
+    /// Handover requests sent to the peer, waiting for its answer (failed if the link drops).
+    handovers: HashMap<u64, oneshot::Sender<Result<(), String>>>,
+    next_handover: u64,
 }
 
 /// Buffers between the loop and a connection's writer task (each one or more frames).
@@ -539,6 +570,10 @@ impl<S: LocalStore + 'static> Task<S> {
                     Some(Command::ConfigChanged) => self.engine.config_changed(Instant::now()),
                     Some(Command::ConfigRunning) => self.engine.config_running(Instant::now()),
                     Some(Command::Status(tx)) => { let _ = tx.send(self.build_status()); }
+                    Some(Command::AskHandover(reason, tx)) => self.ask_handover(&reason, tx),
+                    Some(Command::AnswerHandover(id, refused)) => {
+                        self.engine.answer_handover(id, refused)
+                    }
                     Some(Command::Shutdown(done)) => {
                         self.engine.shutdown("the peer is shutting down");
                         stop = Some(done);
@@ -612,6 +647,14 @@ impl<S: LocalStore + 'static> Task<S> {
                     });
                     let _ = self.events.send(SyncEvent::PeerConnected(info));
                     self.publish_status();
+                }
+                Action::HandoverAsked { id, reason } => {
+                    let _ = self.events.send(SyncEvent::HandoverAsked { id, reason });
+                }
+                Action::HandoverAnswered { id, refused } => {
+                    if let Some(tx) = self.handovers.remove(&id) {
+                        let _ = tx.send(refused.map_or(Ok(()), Err));
+                    }
                 }
                 Action::Disconnect(reason) => {
                     let text = reason.to_string();
@@ -692,6 +735,19 @@ impl<S: LocalStore + 'static> Task<S> {
         self.engine.connected(Instant::now());
     }
 
+    fn ask_handover(&mut self, reason: &str, tx: oneshot::Sender<Result<(), String>>) {
+        let id = self.next_handover;
+        self.next_handover += 1;
+        match self.engine.ask_handover(id, reason) {
+            Ok(()) => {
+                self.handovers.insert(id, tx);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
     fn lost(&mut self, reason: String) {
         tracing::warn!(%reason, "sync: link down");
         self.pending = None;
@@ -708,6 +764,15 @@ impl<S: LocalStore + 'static> Task<S> {
         }
         self.engine.disconnected(Instant::now());
         self.sub = None;
+        for (_, tx) in self.handovers.drain() {
+            let _ = tx.send(Err(format!(
+                "the sync link went down before the peer answered{}",
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )));
+        }
         if let Some(r) = &reason {
             self.last_error = Some(r.clone());
         }

@@ -17,7 +17,13 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// The sync schema this firmware writes (N). It also speaks N-1 (see [`Speaks`]).
-pub const SCHEMA: u16 = 1;
+///
+/// 1. The first.
+/// 2. Adds `HandoverAsk` and `HandoverAnswer`.
+pub const SCHEMA: u16 = 2;
+
+/// The first schema with `HandoverAsk` and `HandoverAnswer`.
+pub const SCHEMA_HANDOVER: u16 = 2;
 
 /// The first bytes of every hello: a peer that is not a Tandem sync link is refused at once.
 pub const MAGIC: [u8; 4] = *b"TSYN";
@@ -309,6 +315,19 @@ pub enum Frame<'a> {
     Close {
         reason: String,
     },
+    /// Schema 2. The passive box asks the active one to hand the pair over to it, as
+    /// `tandemctl failover` on the active box would (the console's failover drill hands back
+    /// this way). Answered by `HandoverAnswer` with the same `id`.
+    HandoverAsk {
+        id: u64,
+        /// Why, for the active box's log and audit trail.
+        reason: String,
+    },
+    /// Schema 2. The active box's answer: `refused` says why it did not hand over.
+    HandoverAnswer {
+        id: u64,
+        refused: Option<String>,
+    },
 }
 
 impl Frame<'_> {
@@ -329,6 +348,8 @@ impl Frame<'_> {
             Frame::BranchKept { .. } => "branch_kept",
             Frame::Audit { .. } => "audit",
             Frame::Close { .. } => "close",
+            Frame::HandoverAsk { .. } => "handover_ask",
+            Frame::HandoverAnswer { .. } => "handover_answer",
         }
     }
 }
@@ -417,7 +438,9 @@ pub fn hello_speaks(body: &[u8]) -> Result<Speaks, DecodeError> {
     })
 }
 
-/// Decodes a frame body in the negotiated schema (every schema so far shares one layout).
+/// Decodes a frame body. Each schema adds variants at the end of [`Frame`] and changes no
+/// older one, so one decoder reads them all; the engine refuses a variant newer than the
+/// negotiated schema.
 pub fn decode_frame(body: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let (frame, rest) = postcard::take_from_bytes::<Frame<'_>>(body)?;
     if !rest.is_empty() {

@@ -13,13 +13,13 @@
 //! - **alerts** (`tandem_admin::alerts`): failover, server down or up, config committed,
 //!   certificate expiring, sync link down or lagging, watched once a second.
 
-use super::Daemon;
 use super::running_config::{Refusal, RunningConfig};
+use super::{Daemon, unix_ms};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tandem_admin::alerts::{Alert, AlertSender};
 use tandem_admin::{
     Backend, BoxStatus, Change, CommitError, DrillReport, DrillStep, FailoverEvent, PeerView,
@@ -76,12 +76,6 @@ impl AdminBackend {
     async fn node_config(&self) -> tandem_config::NodeConfig {
         self.daemon.running.lock().await.node().clone()
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -532,12 +526,15 @@ fn check(ok: bool, name: &str, reason: &str) -> ReadinessCheck {
     }
 }
 
-/// A failover drill, run on the active box: a prober on this box connects to the first TCP
-/// service on a VIP every 20 ms; the box hands over to the peer
-/// and, once the peer holds the VIP, is itself the box without the VIP — so each probe crosses
-/// the data link to the peer. The longest time without a successful connection is the gap a
-/// client would have seen. The hand-back is the same drill on the other box (it needs the
-/// peer's console: see docs/console.md).
+/// A failover drill, run on the active box, in two steps, each probed from this box: a prober
+/// connects to the first TCP service on a VIP every 20 ms while
+/// 1. this box hands over to the peer (make before break), and
+/// 2. asks the peer over the sync link to hand back (the same graceful handover, there).
+///
+/// While the peer holds the VIP this box is the one without it, so each probe leaves through
+/// the VIP's interface and crosses the data link to the peer. The longest time without a
+/// successful connection in each step is the gap a client would have seen. Without a sync
+/// link the second step cannot be asked for: it is the same drill on the peer's console.
 async fn drill(
     daemon: &Arc<Daemon>,
     node: &tandem_config::NodeConfig,
@@ -560,6 +557,99 @@ async fn drill(
         }
         found.ok_or("no TCP service listens on a VIP of this box's routers: nothing to probe")?
     };
+    let peer = daemon
+        .sync
+        .as_ref()
+        .and_then(|s| s.pair().borrow().peer.as_ref().map(|p| p.node.clone()))
+        .unwrap_or_else(|| "the peer".into());
+    let prober = format!("{} via {interface}", node.name);
+
+    let (over, over_result) = drill_step(target, || async { daemon.pair.failover().await }).await;
+    let mut steps = vec![DrillStep {
+        from: node.name.clone(),
+        to: peer.clone(),
+        prober: prober.clone(),
+        target: target.to_string(),
+        ..over
+    }];
+    let handed_over = match over_result {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(DrillReport {
+                ok: false,
+                message: format!("the handover failed: {e}"),
+                steps,
+            });
+        }
+    };
+    let first_gap = steps[0].gap_ms;
+    let Some(sync) = daemon.sync.clone() else {
+        return Ok(DrillReport {
+            ok: first_gap < DRILL_GAP_LIMIT_MS,
+            message: format!(
+                "{handed_over}. Longest gap seen from this box: {first_gap} ms. This box runs no sync link, so it cannot ask {peer} to hand back: run the drill on {peer}'s console."
+            ),
+            steps,
+        });
+    };
+
+    let reason = format!("failover drill started on {}", node.name);
+    let mut role = daemon.pair.role();
+    let (back, back_result) = drill_step(target, || async {
+        sync.ask_handover(&reason).await?;
+        // The peer answers once it is passive; this box is Master as soon as it hears the
+        // peer's priority 0 advert, a moment before or after the answer.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            role.wait_for(|r| *r == tandem_ha::Role::Active),
+        )
+        .await
+        .map_err(|_| format!("{peer} handed over, but this box is not active 5 s later"))?
+        .map_err(|_| "the heartbeat stopped".to_owned())?;
+        Ok::<_, String>(())
+    })
+    .await;
+    steps.push(DrillStep {
+        from: peer.clone(),
+        to: node.name.clone(),
+        prober,
+        target: target.to_string(),
+        ..back
+    });
+    let gaps = steps.iter().map(|s| s.gap_ms).max().unwrap_or(0);
+    Ok(match back_result {
+        Ok(()) => DrillReport {
+            ok: gaps < DRILL_GAP_LIMIT_MS,
+            message: format!(
+                "handed over to {peer} and back; longest gap seen from this box: {} ms over, {} ms back",
+                steps[0].gap_ms, steps[1].gap_ms
+            ),
+            steps,
+        },
+        Err(e) => DrillReport {
+            ok: false,
+            message: format!(
+                "{handed_over}. Longest gap seen from this box: {first_gap} ms. The hand-back failed: {e}"
+            ),
+            steps,
+        },
+    })
+}
+
+/// A drill step fails when a client would have waited this long (a TCP retransmit).
+const DRILL_GAP_LIMIT_MS: u64 = 1000;
+
+/// One drill step: probes `target` from 300 ms before `handover` until 2 s after it returned
+/// (so that a late gap shows). The step's probes, failures, longest gap and the handover's
+/// time, and what the handover returned.
+async fn drill_step<F, Fut, T>(
+    target: std::net::SocketAddr,
+    handover: F,
+) -> (DrillStep, Result<T, String>)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
         let stop = stop.clone();
@@ -567,33 +657,19 @@ async fn drill(
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
-    let message = daemon.pair.failover().await;
+    let result = handover().await;
     let handover_ms = started.elapsed().as_millis() as u64;
-    // Probe on for a while after the handover, so a late gap shows.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (probes, failed, gap_ms) = prober.await.map_err(|e| e.to_string())?;
-    let ok = message.is_ok() && gap_ms < 1000;
+    let (probes, failed, gap_ms) = prober.await.unwrap_or((0, 0, u64::MAX));
     let step = DrillStep {
-        from: node.name.clone(),
-        to: "peer".into(),
-        prober: format!("{} via {interface}", node.name),
-        target: target.to_string(),
         probes,
         failed,
         gap_ms,
         handover_ms,
+        ..DrillStep::default()
     };
-    Ok(DrillReport {
-        ok,
-        message: match message {
-            Ok(m) => format!(
-                "{m}. Longest gap seen from this box: {gap_ms} ms over {probes} probes. Run the drill on the other box's console to hand back."
-            ),
-            Err(e) => format!("the handover failed: {e}"),
-        },
-        steps: vec![step],
-    })
+    (step, result)
 }
 
 /// Connects to `target` every 20 ms (each attempt bounded by 200 ms) until `stop`; returns

@@ -22,10 +22,11 @@
 //! and the watchdog has its own thread and runtime: a dataplane runtime that stopped running
 //! tasks cannot keep it from reporting, nor from probing.
 
+use super::unix_ms;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -615,15 +616,10 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
     use tandem_ha::{RouterState, RouterStatus, TrackStatus, Transition};
 
     #[test]

@@ -15,7 +15,7 @@ use anyhow::Context;
 use args::Args;
 use running_config::RunningConfig;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tandem_config::store::Store;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
@@ -110,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         started: Instant::now(),
     });
     if let Some(sync) = &sync {
-        tokio::spawn(sync::follow(daemon.clone(), sync.clone()));
+        tokio::spawn(sync::follow(daemon.clone(), sync.clone(), audit.clone()));
     }
 
     // The console (docs/console.md): users come from the shared config; the first-boot
@@ -194,4 +194,12 @@ fn refusal_details(e: &running_config::Refusal) -> String {
         running_config::Refusal::Invalid(d) => d.to_string(),
         other => other.to_string(),
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock before it), as audit entries and the
+/// status JSON give times.
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -2,22 +2,27 @@
 //! dataplane and the heartbeat, it follows the heartbeat's role, and the versions it receives
 //! from the active box are run here.
 //!
-//! Two small pieces of glue live here and nowhere else:
+//! Three small pieces of glue live here and nowhere else:
 //! - **the role bridge**: the heartbeat publishes `tandem_ha::Role`, the link wants
 //!   `tandem_sync::Role`. The two crates do not know each other (each is tested on its own),
 //!   so a task copies one watch into the other;
 //! - **running received versions**: on `SyncEvent::VersionReceived` the version is already
 //!   stored; [`RunningConfig::run_replicated`](super::running_config::RunningConfig::run_replicated)
-//!   swaps it into the dataplane and makes it current, then the link is told it runs.
+//!   swaps it into the dataplane and makes it current, then the link is told it runs;
+//! - **handovers the peer asks for**: on `SyncEvent::HandoverAsked` this box hands over as
+//!   `tandemctl failover` does, and answers.
 
 use super::Daemon;
 use super::ha::Pair;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tandem_config::NodeConfig;
 use tandem_config::store::Store;
 use tandem_dataplane::Dataplane;
-use tandem_sync::{AuditLog, DiskStore, SyncEvent, SyncHandle, SyncLink, SyncSettings};
+use tandem_sync::{
+    AuditLog, DiskStore, NewAuditEntry, SyncEvent, SyncHandle, SyncLink, SyncSettings,
+};
 use tokio::sync::watch;
 
 /// Why the sync link could not start. tandemd refuses to start then: a pair whose link is
@@ -84,7 +89,7 @@ fn convert(role: tandem_ha::Role) -> tandem_sync::Role {
 }
 
 /// Carries out what the link tells tandemd, until the link stops.
-pub async fn follow(daemon: Arc<Daemon>, sync: Arc<SyncHandle>) {
+pub async fn follow(daemon: Arc<Daemon>, sync: Arc<SyncHandle>, audit: AuditLog) {
     let Some(mut events) = sync.events() else {
         tracing::error!(
             "the sync link's events were taken already; received versions will not run"
@@ -122,6 +127,42 @@ pub async fn follow(daemon: Arc<Daemon>, sync: Arc<SyncHandle>) {
             SyncEvent::PeerDisconnected { reason } => {
                 tracing::debug!(%reason, "sync: peer disconnected");
             }
+            // A handover waits up to Master_Down_Interval and a second: not in this loop.
+            SyncEvent::HandoverAsked { id, reason } => {
+                tokio::spawn(hand_over_to_peer(
+                    daemon.clone(),
+                    sync.clone(),
+                    audit.clone(),
+                    id,
+                    reason,
+                ));
+            }
         }
     }
+}
+
+/// The passive peer asked this box to hand over (its console's failover drill hands back so):
+/// the same graceful handover as `tandemctl failover`, recorded in the audit log.
+async fn hand_over_to_peer(
+    daemon: Arc<Daemon>,
+    sync: Arc<SyncHandle>,
+    audit: AuditLog,
+    id: u64,
+    reason: String,
+) {
+    let result = daemon.pair.failover().await;
+    let detail = match &result {
+        Ok(m) => format!("asked by the peer over the sync link ({reason}): {m}"),
+        Err(e) => format!("asked by the peer over the sync link ({reason}), refused: {e}"),
+    };
+    tracing::info!(%detail, "sync: handover");
+    let _ = audit.record(NewAuditEntry {
+        at_unix_ms: super::unix_ms(SystemTime::now()),
+        who: "peer".into(),
+        from: "sync link".into(),
+        action: "ha.failover".into(),
+        detail,
+        config_version: None,
+    });
+    sync.answer_handover(id, result.err());
 }
