@@ -10,6 +10,7 @@
 //!   becomes one HTTP/1.1 exchange with a server;
 //! - `exchange.rs`: the server side of one exchange: server choice (persistence,
 //!   balancer, retries), sending the request, reading the response head;
+//! - `park.rs`: an idle plain HTTP/1.1 client between two requests, in a small task;
 //! - `upstream_pool.rs`: server connections (plain or re-encrypted) and their keep-alive
 //!   pools;
 //! - `route.rs`: routing rules to pools;
@@ -22,6 +23,7 @@ mod access_log;
 mod exchange;
 mod h1_connection;
 mod h2_connection;
+mod park;
 mod route;
 mod upstream_pool;
 
@@ -71,8 +73,9 @@ pub(crate) async fn serve_http<IO>(
 }
 
 /// Serves a plain HTTP/1.1 client connection; while it idles between requests it is parked
-/// in a task a few hundred bytes large instead of the connection's own (several KiB with its
-/// buffers), so that thousands of idle keep-alive clients cost little memory.
+/// in a task a few hundred bytes large ([`park::Park`]) instead of the connection's own
+/// (several KiB with its buffers), so that thousands of idle keep-alive clients cost little
+/// memory.
 pub(crate) fn serve_plain(
     ctx: Arc<ServiceRuntime>,
     stream: TcpStream,
@@ -80,7 +83,7 @@ pub(crate) fn serve_plain(
     admission: Admission,
     slot: Option<ServiceSlot>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    // Boxed: this future spawns `park`, which spawns this one again.
+    // Boxed: this future spawns `Park`, which spawns this one again.
     Box::pin(async move {
         let hard_stop = ctx.hard_stop.clone();
         let cc = ConnContext::new(ctx.clone(), peer, false);
@@ -89,27 +92,9 @@ pub(crate) fn serve_plain(
             _ = hard_stop.cancelled() => None,
         };
         if let Some(p) = parked {
-            tokio::spawn(park(ctx, p.io, peer, p.idle_until, slot));
+            tokio::spawn(park::Park::new(ctx, p.io, p.idle_until, slot));
         }
     })
-}
-
-/// Waits for the next request of an idle client, or the end of its keep-alive wait.
-async fn park(
-    ctx: Arc<ServiceRuntime>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    idle_until: Instant,
-    slot: Option<ServiceSlot>,
-) {
-    let woken = tokio::select! {
-        r = stream.readable() => r.is_ok(),
-        _ = tokio::time::sleep_until(idle_until) => false,
-        _ = ctx.hard_stop.cancelled() => false,
-    };
-    if woken {
-        tokio::spawn(serve_plain(ctx, stream, peer, Admission::Allowed, slot));
-    }
 }
 
 /// What every request of one client connection shares: computed once per connection.

@@ -1,5 +1,7 @@
 use clap::Parser;
+use std::cell::Cell;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 use tandem::daemon::args::Args;
 
 // mimalloc rather than glibc's malloc: it hands memory that idle connections gave back to the
@@ -11,8 +13,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let args = Args::parse();
     tandem::logging::init(args.log_json);
+    // No transparent huge pages for this process: mimalloc asks for them on its arenas, and
+    // the kernel then fills a 2 MiB page around every few KiB still in use, so the memory
+    // of a burst of clients, given back once they idle, comes back as untouched huge-page
+    // filler (10,000 idle clients: 1.7 KiB each without, 4.5 KiB and growing with).
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off for tandemd");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(collect_when_idle)
         .build()
     {
         Ok(rt) => rt,
@@ -28,4 +38,30 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// How often at most a worker gives its free memory back.
+const COLLECT_EVERY: Duration = Duration::from_secs(1);
+
+/// Called by each worker thread as it goes idle. mimalloc hands the pages that freed memory
+/// leaves empty back to the kernel after a short delay, but it looks at that delay only inside
+/// later allocator calls of the same thread: a worker that falls idle after a burst (10,000
+/// clients served, then parked between requests in a few hundred bytes each) would keep the
+/// burst's pages for good — 13 KiB per idle client instead of under 2. So a worker that parks
+/// collects, at most once a second; a saturated worker seldom parks and pays nothing.
+fn collect_when_idle() {
+    thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
+    LAST.with(|last| {
+        let now = Instant::now();
+        if last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < COLLECT_EVERY)
+        {
+            return;
+        }
+        last.set(Some(now));
+        // SAFETY: mi_collect takes no pointers; it frees this thread's empty pages and purges
+        // what is due, as allocations and frees do.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    });
 }
