@@ -10,7 +10,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tandem_lab::pair::{BOX_ADDR, TCP_PORT, UDP_PORT, VIP, cpu_seconds};
-use tandem_lab::{AddressWatch, Frozen, Overlaps, PairLab, PairOptions, UdpProbe, wait_for};
+use tandem_lab::{
+    AddressWatch, Frozen, Overlaps, PairLab, PairOptions, TwoMachines, UdpProbe, wait_for,
+};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -476,6 +478,8 @@ fn a_saturated_dataplane_causes_no_failover() {
         advert: "10ms".into(),
         ..Default::default()
     });
+    // lb-b, and the wire's work for its adverts, on a CPU of its own, as on two machines.
+    let placed = TwoMachines::place(&mut lab);
     let watches = [
         AddressWatch::start(&lab.boxes[A], vip_ip()),
         AddressWatch::start(&lab.boxes[B], vip_ip()),
@@ -484,7 +488,7 @@ fn a_saturated_dataplane_causes_no_failover() {
     let pid = lab.daemon_mut(A).proc().pid();
     let cpu_before = cpu_seconds(pid);
     let seconds = 30;
-    let (load, broken) = tcp_load(&lab, 64, Duration::from_secs(seconds));
+    let (load, broken) = tcp_load(&lab, 64, Duration::from_secs(seconds), placed.as_ref());
     let cpu = (cpu_seconds(pid) - cpu_before) / seconds as f64;
     let changes_after = [&lab.ha(A), &lab.ha(B)].map(|h| h["role_changes"].as_u64().unwrap());
     eprintln!(
@@ -513,8 +517,14 @@ fn a_saturated_dataplane_causes_no_failover() {
 }
 
 /// Echo round trips of 1 KiB through the VIP's TCP service from `connections` clients for
-/// `duration`; returns how many completed, and how many connections broke.
-fn tcp_load(lab: &PairLab, connections: usize, duration: Duration) -> (u64, u64) {
+/// `duration`, on lb-a's CPUs when `placed`; returns how many completed, and how many
+/// connections broke.
+fn tcp_load(
+    lab: &PairLab,
+    connections: usize,
+    duration: Duration,
+    placed: Option<&TwoMachines>,
+) -> (u64, u64) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -529,9 +539,15 @@ fn tcp_load(lab: &PairLab, connections: usize, duration: Duration) -> (u64, u64)
         .expect("connect the load clients");
     let done = Arc::new(AtomicU64::new(0));
     let broken = Arc::new(AtomicU64::new(0));
+    let placed = placed.cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(move || {
+            if let Some(p) = &placed {
+                p.pin_current_thread();
+            }
+        })
         .build()
         .unwrap();
     runtime.block_on(async {
