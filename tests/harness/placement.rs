@@ -102,7 +102,11 @@ fn write_sysfs(ns: &Netns, path: &str, value: &str) {
         .expect("run tee");
     writeln!(child.stdin.take().expect("stdin"), "{value}").expect("write to tee");
     let status = child.wait().expect("tee");
-    assert!(status.success(), "cannot write {value} to {path} in {}", ns.name());
+    assert!(
+        status.success(),
+        "cannot write {value} to {path} in {}",
+        ns.name()
+    );
 }
 
 #[cfg(test)]
