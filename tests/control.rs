@@ -288,3 +288,34 @@ fn the_control_socket_refuses_users_other_than_root() {
             .then_some(())
     });
 }
+
+#[test]
+fn tandemd_raises_a_low_open_files_limit_it_inherits() {
+    // A box's init passes the kernel's default on (1,024): that would cap it at a few hundred
+    // clients.
+    let ns = Netns::new("nofile");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tandem.yaml"), CONFIG).unwrap();
+    let mut d = Tandemd::start_wrapped(&ns, dir, &["prlimit", "--nofile=1024:4096", "--"]);
+    let pid = d.proc().pid();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let field = |n: usize| -> u64 {
+        line.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no limit in {line:?}"))
+    };
+    let (soft, hard) = (field(3), field(4));
+    // As root with CAP_SYS_RESOURCE (the appliance) both go up to 1,048,576; without it (a
+    // container, this lab on some machines) the soft limit goes up to the hard one.
+    assert!(
+        soft >= 4096 && soft == hard,
+        "tandemd kept a low limit: {line}\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("open files limit raised"), "{}", d.log());
+}

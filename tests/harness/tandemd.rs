@@ -24,7 +24,21 @@ impl Tandemd {
     /// Starts tandemd with the files already in `dir` (`tandem.yaml`, and `state/` if a
     /// previous run left one).
     pub fn start_in(ns: &Netns, dir: tempfile::TempDir) -> Tandemd {
-        let mut cmd = ns.command(bins::tandemd());
+        Tandemd::start_wrapped(ns, dir, &[])
+    }
+
+    /// Starts tandemd as `start_in` does, through `wrapper` (a program and its arguments that
+    /// exec the rest, e.g. `prlimit --nofile=1024:4096 --`), so the PID is still tandemd's.
+    pub fn start_wrapped(ns: &Netns, dir: tempfile::TempDir, wrapper: &[&str]) -> Tandemd {
+        let mut cmd = match wrapper.split_first() {
+            None => ns.command(bins::tandemd()),
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).args(["ip", "netns", "exec", ns.name()]);
+                c.arg(bins::tandemd());
+                c
+            }
+        };
         cmd.arg("--config")
             .arg(dir.path().join("tandem.yaml"))
             .arg("--state-dir")

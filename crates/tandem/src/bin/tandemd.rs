@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off for tandemd");
     }
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(collect_when_idle)
@@ -65,4 +66,31 @@ fn collect_when_idle() {
         // what is due, as allocations and frees do.
         unsafe { libmimalloc_sys::mi_collect(true) };
     });
+}
+
+/// Open files wanted: every client and every server connection is one.
+const OPEN_FILES: u64 = 1 << 20;
+
+/// Raises RLIMIT_NOFILE. The kernel's default (1,024 soft), which a box's init passes on,
+/// would cap the box at a few hundred clients and answer the rest with failed accepts. As
+/// root the hard limit goes up too, to `OPEN_FILES` or the kernel's `fs.nr_open` if lower;
+/// otherwise the soft limit goes up to the hard one.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let want = OPEN_FILES.min(nr_open).max(hard);
+    let raised = setrlimit(Resource::RLIMIT_NOFILE, want, want)
+        .map(|()| want)
+        .or_else(|_| setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map(|()| hard));
+    match raised {
+        Ok(n) if n != soft => tracing::info!(from = soft, to = n, "open files limit raised"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open files limit"),
+    }
 }
