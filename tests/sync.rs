@@ -221,6 +221,26 @@ impl SyncLab {
         );
     }
 
+    /// `tandemctl apply` of `shared` on lb-a, then waits up to `within` for lb-b to run the
+    /// new version; prints how long each took (under `tag`) and returns the version.
+    fn apply_on_a_and_wait_for_b(&self, tag: &str, shared: &Shared, within: Duration) -> Value {
+        let before = self.version(B);
+        let start = Instant::now();
+        self.apply_ok(A, shared);
+        let applied = start.elapsed();
+        let want = self.version(A);
+        assert_ne!(want, before, "the apply made no new version");
+        let took = wait_for("lb-b to run lb-a's new version", within, || {
+            (self.version(B) == want).then(|| start.elapsed())
+        });
+        eprintln!(
+            "{tag} apply on lb-a returned after {applied:?}; lb-b ran version {} {took:?} after the apply began ({:?} after it returned)",
+            version_text(&want),
+            took.saturating_sub(applied)
+        );
+        want
+    }
+
     /// `tandemctl versions` of box `i`.
     fn versions(&self, i: usize) -> String {
         let out = self.lab.daemon(i).ctl(&["versions"]);
@@ -378,22 +398,8 @@ fn a_config_applied_on_the_active_runs_on_the_passive_and_the_passive_refuses_ed
     assert_eq!(s.sync(B)["direction"], "reader");
 
     // A commit on the active runs on the passive, in its dataplane too.
-    let before = s.version(B);
-    let start = Instant::now();
-    s.apply_ok(A, &Shared::with_ports(&[7100]));
-    let applied = start.elapsed();
-    let want = s.version(A);
-    assert_ne!(want, before, "the apply made no new version");
-    let took = wait_for(
-        "lb-b to run lb-a's new version",
-        Duration::from_secs(5),
-        || (s.version(B) == want).then(|| start.elapsed()),
-    );
-    eprintln!(
-        "(a) apply on lb-a returned after {applied:?}; lb-b ran version {} {took:?} after the apply began ({:?} after it returned)",
-        version_text(&want),
-        took.saturating_sub(applied)
-    );
+    let want =
+        s.apply_on_a_and_wait_for_b("(a)", &Shared::with_ports(&[7100]), Duration::from_secs(5));
     assert!(
         has_service(lab, B, "extra7100"),
         "lb-b's dataplane does not run the new service"
@@ -998,22 +1004,7 @@ fn an_admin_created_on_the_active_logs_in_on_the_passive_after_a_kill_9_failover
         admins: vec![(USER.to_owned(), hash)],
         ..Shared::new()
     };
-    let old = s.version(B);
-    let start = Instant::now();
-    s.apply_ok(A, &with_user);
-    let applied = start.elapsed();
-    let want = s.version(A);
-    assert_ne!(want, old, "the apply made no new version");
-    let present = wait_for(
-        "lb-b to run lb-a's version with the new user",
-        Duration::from_secs(10),
-        || (s.version(B) == want).then(|| start.elapsed()),
-    );
-    eprintln!(
-        "(users) apply on lb-a returned after {applied:?}; {USER} present on lb-b (version {}) {present:?} after the apply began ({:?} after it returned)",
-        version_text(&want),
-        present.saturating_sub(applied)
-    );
+    let want = s.apply_on_a_and_wait_for_b("(users)", &with_user, Duration::from_secs(10));
 
     // kill -9 of the active; lb-b takes over.
     let _dir = s.lab.crash(A);

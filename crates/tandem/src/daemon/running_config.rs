@@ -194,10 +194,7 @@ impl RunningConfig {
                 })
             }
             Err(e) => {
-                let old = Arc::new(self.current.shared.clone());
-                if let Err(back) = self.dataplane.apply(old).await {
-                    tracing::error!(error = %back, "could not return the dataplane to the committed config after a failed commit");
-                }
+                self.restore_dataplane("a failed commit").await;
                 Err(Refusal::Store(e.to_string()))
             }
         }
@@ -235,10 +232,7 @@ impl RunningConfig {
         }
         if let Err(e) = self.store.set_current(&version.meta.id) {
             if !same_content {
-                let old = Arc::new(self.current.shared.clone());
-                if let Err(back) = self.dataplane.apply(old).await {
-                    tracing::error!(error = %back, "could not return the dataplane to the current config after a failed store update");
-                }
+                self.restore_dataplane("a failed store update").await;
             }
             return Err(Refusal::Store(e.to_string()));
         }
@@ -253,6 +247,16 @@ impl RunningConfig {
             changed: !same_content,
             notes,
         })
+    }
+
+    /// Puts the current version back into the dataplane when a store write failed after the
+    /// dataplane had taken a new one (`after` names the failure, for the log), so that what
+    /// runs is what the store says is current.
+    async fn restore_dataplane(&self, after: &str) {
+        let current = Arc::new(self.current.shared.clone());
+        if let Err(e) = self.dataplane.apply(current).await {
+            tracing::error!(error = %e, "could not return the dataplane to the current config after {after}");
+        }
     }
 
     /// Re-reads the config file (SIGHUP, `tandemctl reload`): a changed shared part is

@@ -684,6 +684,7 @@ impl menu::System for RealSystem {
 mod tests {
     use super::*;
     use settings::tests::sample;
+    use std::path::Path;
 
     #[test]
     fn the_node_config_comes_from_the_settings_and_parses() {
@@ -745,18 +746,24 @@ mod tests {
         assert!(node_config(&a, &SharedConfig::default()).vrrp.is_empty());
     }
 
-    #[test]
-    fn the_node_part_follows_the_committed_routers() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The wizard's answers for `sample()` (password "Rack-42-Blue") committed under `dir`.
+    fn committed_sample(dir: &Path) -> Paths {
         let paths = Paths {
-            config_dir: dir.path().join("config"),
-            run_dir: dir.path().join("run"),
+            config_dir: dir.join("config"),
+            run_dir: dir.join("run"),
         };
         let answers = wizard::Answers {
             appliance: sample(),
             password: Some("Rack-42-Blue".into()),
         };
         commit(&paths, &answers).unwrap();
+        paths
+    }
+
+    #[test]
+    fn the_node_part_follows_the_committed_routers() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = committed_sample(dir.path());
         // Nothing committed yet: nothing to do.
         assert!(!refresh_node_part(&paths).unwrap());
         let store = tandem_config::store::Store::open(&paths.config_dir).unwrap();
@@ -791,15 +798,7 @@ mod tests {
     #[test]
     fn commit_writes_every_file_and_the_hash_not_the_password() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            config_dir: dir.path().join("config"),
-            run_dir: dir.path().join("run"),
-        };
-        let answers = wizard::Answers {
-            appliance: sample(),
-            password: Some("Rack-42-Blue".into()),
-        };
-        commit(&paths, &answers).unwrap();
+        let paths = committed_sample(dir.path());
         assert_eq!(load_appliance(&paths).unwrap().unwrap(), sample());
         let hash = std::fs::read_to_string(paths.password()).unwrap();
         assert!(password::verify("Rack-42-Blue", &hash));
